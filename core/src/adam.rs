@@ -1,0 +1,133 @@
+//! Adam, with microgpt's hyper-parameters and learning-rate schedule.
+
+use bytemuck::Zeroable;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::float::Float;
+
+/// Adam's hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Decay of the first moment.
+    pub beta1: f64,
+    /// Decay of the second moment.
+    pub beta2: f64,
+    /// Added to the root of the second moment.
+    pub eps: f64,
+    /// Decoupled weight decay (AdamW): each step shrinks every weight by `lr · wd`.
+    pub weight_decay: f64,
+}
+
+impl AdamConfig {
+    /// microgpt.py's values: lr 0.01, beta1 0.85, beta2 0.99, eps 1e-8, no weight decay.
+    pub const MICROGPT: AdamConfig = AdamConfig {
+        lr: 0.01,
+        beta1: 0.85,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self::MICROGPT
+    }
+}
+
+/// microgpt's schedule: the learning rate falls linearly from `lr` to 0 over `steps`.
+pub fn linear_decay(lr: f64, step: usize, steps: usize) -> f64 {
+    lr * (1.0 - step as f64 / steps as f64)
+}
+
+/// Adam's moments for the model `C`: `2 × C::PARAM_BYTES` with `f32`.
+pub struct Adam<C: Config, F: Float = f32> {
+    m: C::Params<F>,
+    v: C::Params<F>,
+    t: u32,
+}
+
+// SAFETY: `Buffer`s are `Zeroable`, and 0 steps is the initial state.
+unsafe impl<C: Config, F: Float> Zeroable for Adam<C, F> {}
+
+impl<C: Config, F: Float> Default for Adam<C, F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Config, F: Float> Adam<C, F> {
+    /// Zero moments, no steps taken.
+    pub fn new() -> Self {
+        Zeroable::zeroed()
+    }
+
+    /// Forgets every step.
+    pub fn reset(&mut self) {
+        *self = Zeroable::zeroed();
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u32 {
+        self.t
+    }
+
+    /// The moments `(m, v)` of the first `n` parameters, for checkpoints.
+    pub fn moments(&self, n: usize) -> (&[F], &[F]) {
+        (&self.m.as_ref()[..n], &self.v.as_ref()[..n])
+    }
+
+    /// Restores moments and the step count from a checkpoint.
+    pub fn restore(&mut self, m: &[F], v: &[F], steps: u32) -> Result<(), Error> {
+        let cap = C::NUM_PARAMS;
+        if m.len() > cap || m.len() != v.len() {
+            return Err(Error::ParamCount {
+                expected: cap.min(v.len()),
+                found: m.len(),
+            });
+        }
+        self.m.as_mut()[..m.len()].copy_from_slice(m);
+        self.v.as_mut()[..v.len()].copy_from_slice(v);
+        self.t = steps;
+        Ok(())
+    }
+
+    /// One step: `params -= lr · m̂ / (√v̂ + eps)`, with bias correction by `beta^t`.
+    /// `lr` is this step's rate, already scheduled (see [`linear_decay`]).
+    pub fn update(
+        &mut self,
+        params: &mut [F],
+        grads: &[F],
+        lr: f64,
+        hp: &AdamConfig,
+    ) -> Result<(), Error> {
+        if grads.len() != params.len() || params.len() > C::NUM_PARAMS {
+            return Err(Error::ParamCount {
+                expected: params.len().min(C::NUM_PARAMS),
+                found: grads.len(),
+            });
+        }
+        self.t += 1;
+        let t = self.t as f64;
+        let bc1 = 1.0 - libm::pow(hp.beta1, t);
+        let bc2 = 1.0 - libm::pow(hp.beta2, t);
+        let (b1, b2) = (F::from_f64(hp.beta1), F::from_f64(hp.beta2));
+        let (c1, c2) = (F::from_f64(1.0 - hp.beta1), F::from_f64(1.0 - hp.beta2));
+        // m̂ / (√v̂ + eps) = (m / bc1) / (√(v / bc2) + eps); the divisions become products.
+        let (k1, k2) = (F::from_f64(lr / bc1), F::from_f64(1.0 / bc2));
+        let (eps, decay) = (F::from_f64(hp.eps), F::from_f64(1.0 - lr * hp.weight_decay));
+        let n = params.len();
+        let moments = self.m.as_mut()[..n]
+            .iter_mut()
+            .zip(&mut self.v.as_mut()[..n]);
+        for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
+            *m = b1 * *m + c1 * g;
+            *v = b2 * *v + c2 * g * g;
+            *p = *p * decay - k1 * *m / ((*v * k2).sqrt() + eps);
+        }
+        Ok(())
+    }
+}

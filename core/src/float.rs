@@ -1,0 +1,169 @@
+//! The two float types of the model and the maths they use.
+//!
+//! [`Float`] is what the model code is generic over: `f32` for training and inference,
+//! `f64` for tight gradient checks. Its `exp`, `ln` and `sqrt` come from the `libm`
+//! crate on every target, never from the platform, so that the host and a
+//! microcontroller compute the same bits.
+//!
+//! [`Math`] is the set of functions that exact reproductions take as a parameter.
+//! [`Libm`] is the portable choice; the host plugs in the C library instead when it must
+//! match CPython, whose `math` module calls the platform's `libm`.
+
+use core::fmt::Debug;
+use core::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
+
+use crate::config::Elem;
+
+/// A float element of the model: `f32` or `f64`.
+pub trait Float:
+    Elem
+    + Debug
+    + Default
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+{
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+    /// The smallest positive normal value.
+    const MIN_POSITIVE: Self;
+    /// Rounds an `f64` to this type.
+    fn from_f64(x: f64) -> Self;
+    /// Widens to `f64` (exact).
+    fn to_f64(self) -> f64;
+    /// e^x, from `libm`.
+    fn exp(self) -> Self;
+    /// Natural logarithm, from `libm`.
+    fn ln(self) -> Self;
+    /// Square root (correctly rounded on every target).
+    fn sqrt(self) -> Self;
+    /// x^y, from `libm`.
+    fn powf(self, y: Self) -> Self;
+    /// Sine, from `libm`.
+    fn sin(self) -> Self;
+    /// Cosine, from `libm`.
+    fn cos(self) -> Self;
+    /// The larger of two values (the first if they compare equal or one is NaN).
+    fn max(self, other: Self) -> Self {
+        if other > self { other } else { self }
+    }
+    /// Converts a count (exact below 2^24 for `f32`).
+    fn from_usize(n: usize) -> Self {
+        Self::from_f64(n as f64)
+    }
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const MIN_POSITIVE: Self = f32::MIN_POSITIVE;
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn exp(self) -> Self {
+        libm::expf(self)
+    }
+    fn ln(self) -> Self {
+        libm::logf(self)
+    }
+    fn sqrt(self) -> Self {
+        libm::sqrtf(self)
+    }
+    fn powf(self, y: Self) -> Self {
+        libm::powf(self, y)
+    }
+    fn sin(self) -> Self {
+        libm::sinf(self)
+    }
+    fn cos(self) -> Self {
+        libm::cosf(self)
+    }
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const MIN_POSITIVE: Self = f64::MIN_POSITIVE;
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn exp(self) -> Self {
+        libm::exp(self)
+    }
+    fn ln(self) -> Self {
+        libm::log(self)
+    }
+    fn sqrt(self) -> Self {
+        libm::sqrt(self)
+    }
+    fn powf(self, y: Self) -> Self {
+        libm::pow(self, y)
+    }
+    fn sin(self) -> Self {
+        libm::sin(self)
+    }
+    fn cos(self) -> Self {
+        libm::cos(self)
+    }
+}
+
+/// The transcendental functions of an exact computation, chosen by the caller.
+///
+/// The autograd engine and Python's Gaussian take this as a type parameter. Two
+/// implementations of `exp` can differ in the last bit for one input in ten, and one
+/// such bit is enough for two runs to drift apart, so a reproduction must use the same
+/// library as the program it reproduces.
+pub trait Math<F> {
+    /// e^x.
+    fn exp(x: F) -> F;
+    /// Natural logarithm.
+    fn ln(x: F) -> F;
+    /// x^y.
+    fn pow(x: F, y: F) -> F;
+    /// Square root.
+    fn sqrt(x: F) -> F;
+    /// Sine.
+    fn sin(x: F) -> F;
+    /// Cosine.
+    fn cos(x: F) -> F;
+}
+
+/// The `libm` crate's functions: the same bits on every target.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Libm;
+
+impl<F: Float> Math<F> for Libm {
+    fn exp(x: F) -> F {
+        x.exp()
+    }
+    fn ln(x: F) -> F {
+        x.ln()
+    }
+    fn pow(x: F, y: F) -> F {
+        x.powf(y)
+    }
+    fn sqrt(x: F) -> F {
+        x.sqrt()
+    }
+    fn sin(x: F) -> F {
+        x.sin()
+    }
+    fn cos(x: F) -> F {
+        x.cos()
+    }
+}

@@ -1,0 +1,120 @@
+//! Inference one token at a time, with a KV cache in a fixed buffer.
+//!
+//! [`Decoder`] is microgpt's `gpt(token_id, pos_id, keys, values)` with the lists of
+//! keys and values replaced by one array sized at compile time: `C::DECODER_BYTES`
+//! (2,760 bytes for [`Micro`](crate::Micro)). The weights are only borrowed, so on a
+//! microcontroller they can stay in flash.
+
+use bytemuck::Zeroable;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::float::Float;
+use crate::kernels::Kernels;
+use crate::params::Weights;
+
+/// The inference state of one stream: the KV cache of every layer and the work vectors
+/// of one token.
+pub struct Decoder<C: Config, F: Float = f32> {
+    buf: C::Decoder<F>,
+    pos: usize,
+}
+
+// SAFETY: a `Buffer` is `Zeroable`, and position 0 is the empty state.
+unsafe impl<C: Config, F: Float> Zeroable for Decoder<C, F> {}
+
+impl<C: Config, F: Float> Default for Decoder<C, F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Config, F: Float> Decoder<C, F> {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Zeroable::zeroed()
+    }
+
+    /// Forgets every token, to start a new sequence.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    /// Tokens fed so far: the position of the next one.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Feeds `token` at the next position and returns the logits of the token after it
+    /// (one per vocabulary entry).
+    pub fn step<K: Kernels<F>>(
+        &mut self,
+        w: &Weights<C, F>,
+        token: usize,
+    ) -> Result<&mut [F], Error> {
+        let d = w.dims();
+        let (e, hd, t, pos) = (d.embd, d.head_dim(), d.block, self.pos);
+        if pos >= t {
+            return Err(Error::ContextFull { block: t });
+        }
+        if token >= d.vocab {
+            return Err(Error::TokenOutOfRange {
+                token,
+                vocab: d.vocab,
+            });
+        }
+        let cache = d.layers * t * e;
+        let (keys, rest) = self.buf.as_mut().split_at_mut(cache);
+        let (values, rest) = rest.split_at_mut(cache);
+        let (x, rest) = rest.split_at_mut(e);
+        let (xn, rest) = rest.split_at_mut(e);
+        let (q, rest) = rest.split_at_mut(e);
+        let (y, rest) = rest.split_at_mut(e);
+        let (h, rest) = rest.split_at_mut(d.mlp);
+        let (att, rest) = rest.split_at_mut(t);
+        let logits = &mut rest[..d.vocab];
+
+        let (tok, wpe) = (&w.wte()[token * e..][..e], &w.wpe()[pos * e..][..e]);
+        for ((xn, &a), &b) in xn.iter_mut().zip(tok).zip(wpe) {
+            *xn = a + b;
+        }
+        K::rmsnorm(x, xn);
+        let scale = F::ONE / F::from_usize(hd).sqrt();
+        for l in 0..d.layers {
+            let lw = w.layer(l);
+            let (keys, values) = (
+                &mut keys[l * t * e..][..t * e],
+                &mut values[l * t * e..][..t * e],
+            );
+            // Attention block, with this position's key and value appended to the cache.
+            K::rmsnorm(xn, x);
+            K::matvec(q, lw.wq, xn);
+            K::matvec(&mut keys[pos * e..][..e], lw.wk, xn);
+            K::matvec(&mut values[pos * e..][..e], lw.wv, xn);
+            for hh in 0..d.heads {
+                let qh = &q[hh * hd..][..hd];
+                let att = &mut att[..=pos];
+                for (s, a) in att.iter_mut().enumerate() {
+                    *a = K::dot(qh, &keys[s * e + hh * hd..][..hd]) * scale;
+                }
+                K::softmax(att);
+                let yh = &mut y[hh * hd..][..hd];
+                yh.fill(F::ZERO);
+                for (s, &a) in att.iter().enumerate() {
+                    K::axpy(a, &values[s * e + hh * hd..][..hd], yh);
+                }
+            }
+            K::matvec(xn, lw.wo, y);
+            x.iter_mut().zip(xn.iter()).for_each(|(x, &o)| *x = o + *x);
+            // MLP block.
+            K::rmsnorm(xn, x);
+            K::matvec(h, lw.fc1, xn);
+            h.iter_mut().for_each(|v| *v = v.max(F::ZERO));
+            K::matvec(xn, lw.fc2, h);
+            x.iter_mut().zip(xn.iter()).for_each(|(x, &o)| *x = o + *x);
+        }
+        K::matvec(logits, w.lm_head(), x);
+        self.pos += 1;
+        Ok(logits)
+    }
+}

@@ -1,0 +1,143 @@
+//! The math kernels of the model, behind one small trait.
+//!
+//! All model code (training and inference) calls these and nothing else for its inner
+//! loops, so a platform can swap in faster kernels without touching the model. The core
+//! ships one implementation, [`Scalar`]: plain loops in a fixed order, which make the
+//! same bits on every target. They are the reference that faster kernels are tested
+//! against, as in TFLite Micro.
+//!
+//! Matrices are row major, one row per output: `w` is `n_out × n_in` and a batch of
+//! vectors `inp` is `rows × n_in`.
+
+use crate::float::Float;
+
+/// The epsilon inside microgpt's rmsnorm: `x · (mean(x²) + 1e-5)^-0.5`.
+pub const RMS_EPS: f64 = 1e-5;
+
+/// Math kernels over slices of `F`.
+///
+/// Implementors provide the four primitives; the matrix kernels have default bodies
+/// built from them, which an implementation may override for speed.
+pub trait Kernels<F: Float> {
+    /// `Σ a[i]·b[i]`.
+    fn dot(a: &[F], b: &[F]) -> F;
+
+    /// `y[i] += alpha·x[i]`.
+    fn axpy(alpha: F, x: &[F], y: &mut [F]);
+
+    /// In-place softmax: `x[i] = exp(x[i] - max) / Σ exp(x[j] - max)`.
+    fn softmax(x: &mut [F]);
+
+    /// `out = x·s` with `s = (mean(x²) + 1e-5)^-1/2`; returns `s`.
+    fn rmsnorm(out: &mut [F], x: &[F]) -> F;
+
+    /// `out[o] = w[o,:]·x`.
+    fn matvec(out: &mut [F], w: &[F], x: &[F]) {
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(x.len())) {
+            *o = Self::dot(row, x);
+        }
+    }
+
+    /// `out[i] += Σ_o w[o,i]·d[o]`: the transpose product, for backward.
+    fn matvec_t_acc(out: &mut [F], w: &[F], d: &[F]) {
+        for (row, &g) in w.chunks_exact(out.len()).zip(d) {
+            Self::axpy(g, row, out);
+        }
+    }
+
+    /// `dw[o,i] += d[o]·x[i]`: the outer product, for weight gradients.
+    fn outer_acc(dw: &mut [F], d: &[F], x: &[F]) {
+        for (row, &g) in dw.chunks_exact_mut(x.len()).zip(d) {
+            Self::axpy(g, x, row);
+        }
+    }
+
+    /// `out[r] = w · inp[r]` for every row: (rows, n_in) → (rows, n_out).
+    fn matmul_forward(out: &mut [F], inp: &[F], w: &[F], n_in: usize) {
+        let n_out = w.len() / n_in;
+        for (o, x) in out.chunks_exact_mut(n_out).zip(inp.chunks_exact(n_in)) {
+            Self::matvec(o, w, x);
+        }
+    }
+
+    /// The backward of [`Kernels::matmul_forward`]: `dinp += dout · w` and
+    /// `dw += doutᵀ · inp`.
+    fn matmul_backward(dinp: &mut [F], dw: &mut [F], dout: &[F], inp: &[F], w: &[F], n_in: usize) {
+        let n_out = w.len() / n_in;
+        let rows = dout
+            .chunks_exact(n_out)
+            .zip(inp.chunks_exact(n_in))
+            .zip(dinp.chunks_exact_mut(n_in));
+        for ((d, x), dx) in rows {
+            Self::matvec_t_acc(dx, w, d);
+            Self::outer_acc(dw, d, x);
+        }
+    }
+}
+
+/// The reference kernels: straight loops, summing from left to right from zero.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scalar;
+
+impl<F: Float> Kernels<F> for Scalar {
+    fn dot(a: &[F], b: &[F]) -> F {
+        a.iter().zip(b).fold(F::ZERO, |acc, (&x, &y)| acc + x * y)
+    }
+
+    fn axpy(alpha: F, x: &[F], y: &mut [F]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y += alpha * x;
+        }
+    }
+
+    fn softmax(x: &mut [F]) {
+        let max = x
+            .iter()
+            .fold(F::from_f64(f64::NEG_INFINITY), |m, &v| m.max(v));
+        let mut total = F::ZERO;
+        for v in x.iter_mut() {
+            *v = (*v - max).exp();
+            total += *v;
+        }
+        let inv = F::ONE / total;
+        x.iter_mut().for_each(|v| *v *= inv);
+    }
+
+    fn rmsnorm(out: &mut [F], x: &[F]) -> F {
+        let ms = Self::dot(x, x) / F::from_usize(x.len());
+        let s = F::ONE / (ms + F::from_f64(RMS_EPS)).sqrt();
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = v * s;
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalar_kernels_by_hand() {
+        let w = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2 × 3
+        let mut out = [0.0; 2];
+        Scalar::matvec(&mut out, &w, &[1.0, 0.0, -1.0]);
+        assert_eq!(out, [-2.0, -2.0]);
+        let mut t = [0.0; 3];
+        Scalar::matvec_t_acc(&mut t, &w, &[1.0, 1.0]);
+        assert_eq!(t, [5.0, 7.0, 9.0]);
+        let mut dw = [0.0; 6];
+        Scalar::outer_acc(&mut dw, &[1.0, 2.0], &[1.0, 0.0, 3.0]);
+        assert_eq!(dw, [1.0, 0.0, 3.0, 2.0, 0.0, 6.0]);
+
+        let mut p = [1.0f64, 2.0, 3.0];
+        Scalar::softmax(&mut p);
+        let e: f64 = 1.0 + 1f64.exp() + 2f64.exp();
+        assert!((p[0] - 1.0 / e).abs() < 1e-15 && (p.iter().sum::<f64>() - 1.0).abs() < 1e-15);
+
+        let mut y = [0.0f64; 2];
+        let s = Scalar::rmsnorm(&mut y, &[3.0, 4.0]);
+        assert!((s - 1.0 / (12.5f64 + 1e-5).sqrt()).abs() < 1e-15);
+        assert!((y[1] - 4.0 * s).abs() < 1e-15);
+    }
+}

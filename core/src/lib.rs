@@ -1,0 +1,92 @@
+//! A GPT that fits in fixed memory: microgpt's model, its training and its sampling,
+//! with no heap and no `std`.
+//!
+//! Every buffer of this crate has a size known at compile time, set by a [`Config`],
+//! and lives where the caller puts it: on the stack, in a `static`, or in a box on a
+//! host. Nothing allocates, and nothing panics on bad input: each operation that can
+//! fail (a character outside the vocabulary, a full batch, a corrupt weight file, a
+//! full autograd arena) returns an [`Error`].
+//!
+//! | config | parameters | weights | training working set | inference state |
+//! |---|---|---|---|---|
+//! | [`Micro`] (microgpt.py) | 4,192 | 16.4 KiB | 1,030 KiB at batch 32 (92 KiB at batch 1) | 2.7 KiB |
+//! | [`Makemore`] | 201,088 | 785 KiB | 12.5 MiB at batch 32 | 9.4 KiB |
+//!
+//! The parts, each in its own module:
+//!
+//! - [`Vocab`]: characters to tokens and back, with BOS.
+//! - [`Params`] and [`Weights`]: the parameters as one flat block in microgpt's order.
+//! - [`Decoder`] and [`generate`]: inference one token at a time with a KV cache.
+//! - [`train`]: the fused forward and backward over a [`Batch`], layer by layer, with
+//!   the layers in [`ops`] and the math in [`Kernels`]; [`Adam`] updates the weights.
+//! - [`Tape`] and [`AutogradGpt`]: microgpt's scalar autograd and the GPT built from
+//!   it, op for op, the oracle of the fused path.
+//! - [`PyRandom`]: Python's `random`, bit for bit.
+//! - [`weights_format`]: a checked binary weight file that is read in place.
+//!
+//! # Example
+//!
+//! Train microgpt's model for a few steps and sample a name, all in fixed buffers:
+//!
+//! ```
+//! use microgpt_core::{AdamConfig, Batch, Decoder, Micro, Params, PyRandom, Scalar, Trainer, Vocab};
+//!
+//! let names = ["emma", "olivia", "ava", "isabella", "sophia"];
+//! let vocab = Vocab::from_chars(names.iter().flat_map(|n| n.chars()))?;
+//! let mut rng = PyRandom::new(42);
+//! let mut init = Params::<Micro>::new(vocab.len())?;
+//! init.init(vocab.len(), &mut rng)?;
+//!
+//! // 92 KB at batch 1; a `static` or a box would do as well as the stack here.
+//! let mut trainer: Box<Trainer<Micro>> = bytemuck::zeroed_box();
+//! trainer.start(&init)?;
+//! let mut batch = Batch::<Micro>::new();
+//! for step in 0..20 {
+//!     batch.clear();
+//!     batch.push(&vocab, names[step % names.len()])?;
+//!     let loss = trainer.step::<Scalar>(&batch, 0.01, &AdamConfig::MICROGPT)?;
+//!     assert!(loss.is_finite());
+//! }
+//!
+//! let mut decoder = Decoder::<Micro>::new();
+//! let mut name = heapless::String::<64>::new();
+//! let w = trainer.params.weights();
+//! microgpt_core::generate::<_, _, Scalar, _, _>(&mut decoder, &w, &vocab, &mut rng, 0.5, "", &mut name)?;
+//! assert!(name.chars().all(|c| vocab.encode(c).is_ok()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![no_std]
+#![deny(missing_docs)]
+
+pub mod adam;
+pub mod autograd;
+pub mod autograd_gpt;
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod float;
+pub mod inference;
+pub mod kernels;
+pub mod ops;
+pub mod params;
+pub mod python_random;
+pub mod sampling;
+pub mod tokenizer;
+pub mod train;
+pub mod weights_format;
+
+pub use adam::{Adam, AdamConfig, linear_decay};
+pub use autograd::{Node, Tape, Var};
+pub use autograd_gpt::AutogradGpt;
+pub use batch::{Batch, Row};
+pub use config::{Buffer, Config, Dims, Elem, Makemore, Micro};
+pub use error::Error;
+pub use float::{Float, Libm, Math};
+pub use inference::Decoder;
+pub use kernels::{Kernels, Scalar};
+pub use params::{Layout, Params, Tensor, Weights};
+pub use python_random::PyRandom;
+pub use sampling::{DEFAULT_TEMPERATURE, generate, sample_token};
+pub use tokenizer::Vocab;
+pub use train::{Acts, Trainer, backward, forward};
+pub use weights_format::WeightFile;

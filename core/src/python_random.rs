@@ -1,0 +1,338 @@
+//! Python's `random` module, bit for bit, without a heap.
+//!
+//! [`PyRandom`] is CPython's Mersenne Twister (MT19937) with the seeding of
+//! `random.seed(int)`. It implements [`rand_core::Rng`], so it can drive anything in
+//! this crate. The algorithms on top of it are free functions over any `Rng`, each a
+//! transcription of CPython 3.11's `random.py`:
+//!
+//! | Python | here |
+//! |---|---|
+//! | `random()` | [`random_f64`] |
+//! | `getrandbits(k)` | [`getrandbits`] |
+//! | `_randbelow(n)` | [`randbelow`] |
+//! | `shuffle(x)` | [`shuffle`] |
+//! | `choices(range(n), weights)[0]` | [`choices`] |
+//! | `gauss(mu, sigma)` | [`Gauss::sample`] |
+//!
+//! `gauss` calls `log`, `cos` and `sin`, which differ between maths libraries in the
+//! last bit, so it takes a [`Math`] parameter: use the platform's library to match
+//! CPython on that platform.
+
+use core::convert::Infallible;
+use core::f64::consts::PI;
+
+use rand_core::{Rng, SeedableRng, TryRng, utils};
+
+use crate::error::Error;
+use crate::float::{Float, Math};
+
+const N: usize = 624;
+const M: usize = 397;
+const MATRIX_A: u32 = 0x9908_b0df;
+const UPPER_MASK: u32 = 0x8000_0000;
+const LOWER_MASK: u32 = 0x7fff_ffff;
+
+/// CPython's random number generator: MT19937 seeded like `random.seed(n)`.
+///
+/// The state is 2.5 KB and lives inline. The Gaussian's cached second value
+/// (`gauss_next`) is part of it, as in Python.
+#[derive(Clone)]
+pub struct PyRandom {
+    mt: [u32; N],
+    index: usize,
+    gauss: Gauss,
+}
+
+impl core::fmt::Debug for PyRandom {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PyRandom")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PyRandom {
+    /// `random.seed(seed)`: Python seeds with the absolute value of an integer.
+    pub fn new(seed: i64) -> Self {
+        Self::from_u64(seed.unsigned_abs())
+    }
+
+    /// `random.seed(seed)` for a non-negative seed.
+    pub fn from_u64(seed: u64) -> Self {
+        // Python splits the integer into 32-bit words, least significant first, and
+        // keeps at least one word (so 0 is the key [0]).
+        let (lo, hi) = (seed as u32, (seed >> 32) as u32);
+        if hi == 0 {
+            Self::from_key(&[lo])
+        } else {
+            Self::from_key(&[lo, hi])
+        }
+    }
+
+    /// MT19937's `init_by_array` with the given key words. An empty key acts as `[0]`.
+    pub fn from_key(key: &[u32]) -> Self {
+        let key: &[u32] = if key.is_empty() { &[0] } else { key };
+        let mut mt = [0u32; N];
+        mt[0] = 19_650_218;
+        for i in 1..N {
+            mt[i] = 1_812_433_253u32
+                .wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30))
+                .wrapping_add(i as u32);
+        }
+        let (mut i, mut j) = (1, 0);
+        for _ in 0..N.max(key.len()) {
+            let prev = mt[i - 1] ^ (mt[i - 1] >> 30);
+            mt[i] = (mt[i] ^ prev.wrapping_mul(1_664_525))
+                .wrapping_add(key[j])
+                .wrapping_add(j as u32);
+            i += 1;
+            j += 1;
+            if i >= N {
+                mt[0] = mt[N - 1];
+                i = 1;
+            }
+            if j >= key.len() {
+                j = 0;
+            }
+        }
+        for _ in 0..N - 1 {
+            let prev = mt[i - 1] ^ (mt[i - 1] >> 30);
+            mt[i] = (mt[i] ^ prev.wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
+            i += 1;
+            if i >= N {
+                mt[0] = mt[N - 1];
+                i = 1;
+            }
+        }
+        mt[0] = 0x8000_0000;
+        PyRandom {
+            mt,
+            index: N,
+            gauss: Gauss::new(),
+        }
+    }
+
+    /// The next 32 bits of MT19937 (`genrand_uint32`).
+    fn genrand(&mut self) -> u32 {
+        if self.index >= N {
+            let mix = |a: u32, b: u32, c: u32| {
+                let y = (a & UPPER_MASK) | (b & LOWER_MASK);
+                c ^ (y >> 1) ^ if y & 1 == 1 { MATRIX_A } else { 0 }
+            };
+            for k in 0..N - M {
+                self.mt[k] = mix(self.mt[k], self.mt[k + 1], self.mt[k + M]);
+            }
+            for k in N - M..N - 1 {
+                self.mt[k] = mix(self.mt[k], self.mt[k + 1], self.mt[k + M - N]);
+            }
+            self.mt[N - 1] = mix(self.mt[N - 1], self.mt[0], self.mt[M - 1]);
+            self.index = 0;
+        }
+        let mut y = self.mt[self.index];
+        self.index += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
+    }
+
+    /// `random.random()`.
+    pub fn random(&mut self) -> f64 {
+        random_f64(self)
+    }
+
+    /// `random.gauss(mu, sigma)` with the maths of `Mt`.
+    pub fn gauss<Mt: Math<f64>>(&mut self, mu: f64, sigma: f64) -> f64 {
+        let mut gauss = self.gauss;
+        let z = gauss.sample::<Mt, _>(self, mu, sigma);
+        self.gauss = gauss;
+        z
+    }
+
+    /// `random.shuffle(x)`.
+    pub fn shuffle<T>(&mut self, x: &mut [T]) {
+        shuffle(self, x)
+    }
+
+    /// `random.choices(range(len(weights)), weights)[0]`.
+    pub fn choices<F: Float>(&mut self, weights: &[F]) -> Result<usize, Error> {
+        choices(self, weights)
+    }
+}
+
+impl TryRng for PyRandom {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok(self.genrand())
+    }
+
+    /// `getrandbits(64)`: the first word drawn is the low half.
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        Ok(getrandbits(self, 64))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        utils::fill_bytes_via_next_word(dst, || self.try_next_u32())
+    }
+}
+
+impl SeedableRng for PyRandom {
+    type Seed = [u8; 8];
+
+    /// `random.seed(u64::from_le_bytes(seed))`.
+    fn from_seed(seed: Self::Seed) -> Self {
+        Self::from_u64(u64::from_le_bytes(seed))
+    }
+
+    /// `random.seed(state)`, as Python does it (not rand_core's PCG expansion).
+    fn seed_from_u64(state: u64) -> Self {
+        Self::from_u64(state)
+    }
+}
+
+/// `random()`: a float in [0, 1) from 53 random bits (two 32-bit draws).
+pub fn random_f64<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    let a = rng.next_u32() >> 5;
+    let b = rng.next_u32() >> 6;
+    (a as f64 * 67_108_864.0 + b as f64) * (1.0 / 9_007_199_254_740_992.0)
+}
+
+/// `getrandbits(k)` for `k` up to 64: whole 32-bit words, least significant first, with
+/// the last word cut to its top bits.
+pub fn getrandbits<R: Rng + ?Sized>(rng: &mut R, k: u32) -> u64 {
+    match k {
+        0 => 0,
+        1..=32 => (rng.next_u32() >> (32 - k)) as u64,
+        _ => {
+            let low = rng.next_u32() as u64;
+            let rest = k.min(64) - 32;
+            low | ((rng.next_u32() >> (32 - rest)) as u64) << 32
+        }
+    }
+}
+
+/// `_randbelow(n)`: a uniform integer in `[0, n)` by rejection, for `n > 0`.
+pub fn randbelow<R: Rng + ?Sized>(rng: &mut R, n: u64) -> u64 {
+    // Python uses n.bit_length(), not (n - 1).bit_length(), so that n = 1 works.
+    let k = u64::BITS - n.leading_zeros();
+    loop {
+        let r = getrandbits(rng, k);
+        if r < n {
+            return r;
+        }
+    }
+}
+
+/// `shuffle(x)`: Fisher-Yates from the end, over [`randbelow`].
+pub fn shuffle<R: Rng + ?Sized, T>(rng: &mut R, x: &mut [T]) {
+    for i in (1..x.len()).rev() {
+        let j = randbelow(rng, i as u64 + 1) as usize;
+        x.swap(i, j);
+    }
+}
+
+/// `choices(range(len(weights)), weights=weights)[0]`: an index drawn with probability
+/// proportional to its weight.
+///
+/// Python compares `random() * total` against the running sums of the weights (in
+/// `f64`, left to right) by bisection; a linear scan finds the same index because the
+/// sums never decrease. Weights whose total is not positive and finite are
+/// [`Error::NonFinite`] (Python raises `ValueError`).
+pub fn choices<R: Rng + ?Sized, F: Float>(rng: &mut R, weights: &[F]) -> Result<usize, Error> {
+    let last = weights.len().checked_sub(1).ok_or(Error::NonFinite)?;
+    let total = weights.iter().fold(0.0f64, |acc, w| acc + w.to_f64());
+    if !(total > 0.0 && total.is_finite()) {
+        return Err(Error::NonFinite);
+    }
+    let x = random_f64(rng) * total;
+    let mut cum = 0.0f64;
+    for (i, w) in weights[..last].iter().enumerate() {
+        cum += w.to_f64();
+        if cum > x {
+            return Ok(i);
+        }
+    }
+    Ok(last)
+}
+
+/// Python's `gauss`: Box-Muller that keeps the second value of each pair for the next
+/// call (`gauss_next`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Gauss {
+    next: Option<f64>,
+}
+
+impl Gauss {
+    /// No cached value.
+    pub const fn new() -> Self {
+        Gauss { next: None }
+    }
+
+    /// One draw of N(`mu`, `sigma`²) from `rng`, with the maths of `Mt`.
+    pub fn sample<Mt: Math<f64>, R: Rng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        mu: f64,
+        sigma: f64,
+    ) -> f64 {
+        let z = match self.next.take() {
+            Some(z) => z,
+            None => {
+                let x2pi = random_f64(rng) * (2.0 * PI);
+                let g2rad = Mt::sqrt(-2.0 * Mt::ln(1.0 - random_f64(rng)));
+                self.next = Some(Mt::sin(x2pi) * g2rad);
+                Mt::cos(x2pi) * g2rad
+            }
+        };
+        mu + z * sigma
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Made with CPython 3.11: `r = random.Random(SEED); [r.getrandbits(32) for _ in range(3)]`,
+    // then `r = random.Random(SEED); [r.random() for _ in range(2)]`.
+    #[test]
+    fn mt19937_matches_cpython() {
+        let mut r = PyRandom::new(42);
+        assert_eq!(
+            [r.next_u32(), r.next_u32(), r.next_u32()],
+            [2746317213, 478163327, 107420369]
+        );
+        let mut r = PyRandom::new(42);
+        assert_eq!(
+            [r.random(), r.random()],
+            [0.6394267984578837, 0.025010755222666936]
+        );
+        let mut r = PyRandom::new(0);
+        assert_eq!(r.random(), 0.8444218515250481);
+        // Python seeds with abs(n): -42 is 42.
+        assert_eq!(PyRandom::new(-42).random(), PyRandom::new(42).random());
+        // A seed wider than 32 bits uses two key words.
+        let mut r = PyRandom::new(1 << 40 | 7);
+        assert_eq!(r.random(), 0.6137037779936511);
+    }
+
+    #[test]
+    fn getrandbits_wide_is_low_word_first() {
+        let mut a = PyRandom::new(5);
+        let mut b = PyRandom::new(5);
+        let (lo, hi) = (a.next_u32() as u64, a.next_u32() as u64);
+        assert_eq!(b.next_u64(), lo | hi << 32);
+        assert_eq!(getrandbits(&mut a, 40) >> 40, 0);
+    }
+
+    #[test]
+    fn choices_and_edges() {
+        let mut r = PyRandom::new(1);
+        assert_eq!(r.choices(&[0.0f32, 0.0, 1.0]), Ok(2));
+        assert_eq!(r.choices(&[1.0f64, 0.0, 0.0]), Ok(0));
+        assert_eq!(r.choices::<f32>(&[]), Err(Error::NonFinite));
+        assert_eq!(r.choices(&[0.0f32, 0.0]), Err(Error::NonFinite));
+        assert_eq!(r.choices(&[f32::NAN, 1.0]), Err(Error::NonFinite));
+        assert_eq!(randbelow(&mut r, 1), 0);
+    }
+}

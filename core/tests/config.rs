@@ -1,0 +1,45 @@
+//! The compile-time sizes that the documentation states.
+
+use microgpt_core::{Config, Makemore, Micro};
+
+microgpt_core::config! {
+    /// microgpt exactly: one name per step.
+    MicroOne: name "micro1", vocab 27, embd 16, heads 4, layers 1, block 16, mlp 64, batch 1
+}
+
+#[test]
+fn micro_sizes() {
+    assert_eq!(Micro::NUM_PARAMS, 4_192);
+    assert_eq!(Micro::PARAM_BYTES, 16_768);
+    assert_eq!(Micro::DIMS.acts_per_row(), 478);
+    assert_eq!(Micro::ACTS_BYTES, 979_008);
+    assert_eq!(Micro::TRAIN_BYTES, 1_046_080);
+    assert_eq!(Micro::DECODER_BYTES, 2_732);
+    // One name per step, as microgpt.py, fits an nRF52840's 256 KB of RAM.
+    assert_eq!(MicroOne::TRAIN_BYTES, 97_728);
+}
+
+#[test]
+fn makemore_sizes() {
+    assert_eq!(Makemore::NUM_PARAMS, 201_088);
+    assert_eq!(Makemore::PARAM_BYTES, 804_352);
+    assert_eq!(Makemore::ACTS_BYTES, 8_462_400);
+    assert_eq!(Makemore::TRAIN_BYTES, 11_679_808);
+    assert_eq!(Makemore::DECODER_BYTES, 34_988);
+}
+
+#[test]
+fn buffers_have_the_stated_sizes() {
+    use microgpt_core::{Acts, Decoder, Params};
+    assert_eq!(
+        size_of::<<Micro as Config>::Params<f32>>(),
+        Micro::PARAM_BYTES
+    );
+    assert_eq!(
+        size_of::<<Makemore as Config>::Acts<f32>>(),
+        Makemore::ACTS_BYTES
+    );
+    assert!(size_of::<Params<Micro>>() - Micro::PARAM_BYTES <= 8);
+    assert!(size_of::<Acts<Micro>>() - Micro::ACTS_BYTES <= 16);
+    assert!(size_of::<Decoder<Makemore>>() - Makemore::DECODER_BYTES <= 16);
+}

@@ -1,0 +1,168 @@
+//! The fused backward against the scalar autograd engine and finite differences.
+
+mod common;
+
+use common::*;
+use microgpt_core::{
+    AutogradGpt, Batch, Config, Float, Makemore, Micro, Params, Scalar, Tape, Trainer, backward,
+    forward,
+};
+
+microgpt_core::config! {
+    /// Two layers, a narrow MLP and a short context: every code path, small graphs.
+    Tiny: name "tiny", vocab 12, embd 8, heads 2, layers 2, block 6, mlp 12, batch 4
+}
+
+/// Loss and gradient of one name from the autograd engine, in f64.
+fn autograd_grads<C: Config>(
+    params: &Params<C, f64>,
+    vocab: &microgpt_core::Vocab,
+    name: &str,
+) -> (f64, Vec<f64>) {
+    let mut gpt = AutogradGpt::<C>::new(vocab.len()).unwrap();
+    let mut nodes = arena::<f64>(3_000_000);
+    let mut tape = Tape::<f64>::new(&mut nodes);
+    gpt.load_params(&mut tape, params.as_slice()).unwrap();
+    let loss = gpt.loss(&mut tape, &tokens(vocab, name)).unwrap();
+    tape.backward(loss).unwrap();
+    let n = params.as_slice().len();
+    (
+        tape.value(loss),
+        (0..n).map(|i| tape.grad(tape.var(i).unwrap())).collect(),
+    )
+}
+
+/// Loss and gradient of a batch from the fused path, in float type F.
+fn fused_grads<C: Config, F: Float>(
+    params: &Params<C, f64>,
+    vocab: &microgpt_core::Vocab,
+    names: &[&str],
+) -> (f64, Vec<f64>) {
+    let mut t: Box<Trainer<C, F>> = bytemuck::zeroed_box();
+    let p: Vec<F> = params.as_slice().iter().map(|&x| F::from_f64(x)).collect();
+    t.params.copy_from(vocab.len(), &p).unwrap();
+    t.grads.reset(vocab.len()).unwrap();
+    let mut batch = Batch::<C>::new();
+    for n in names {
+        batch.push(vocab, n).unwrap();
+    }
+    let w = t.params.weights();
+    let loss = forward::<C, F, Scalar>(&w, &batch, &mut t.acts).unwrap();
+    backward::<C, F, Scalar>(
+        &w,
+        &batch,
+        &mut t.acts,
+        t.grads.as_mut_slice(),
+        batch.rows().len(),
+    )
+    .unwrap();
+    (
+        loss.to_f64(),
+        t.grads.as_slice().iter().map(|g| g.to_f64()).collect(),
+    )
+}
+
+fn check_against_autograd<C: Config>(name: &str, f64_tol: f64) {
+    let vocab = vocab_of(&NAMES);
+    let params = random_params::<C>(vocab.len(), 7);
+    let (loss_ag, g_ag) = autograd_grads::<C>(&params, &vocab, name);
+    let (loss64, g64) = fused_grads::<C, f64>(&params, &vocab, &[name]);
+    let (loss32, g32) = fused_grads::<C, f32>(&params, &vocab, &[name]);
+    let (e64, e32) = (rel_err(&g64, &g_ag), rel_err(&g32, &g_ag));
+    println!(
+        "{}: loss {loss_ag:.6}; gradient error vs autograd: f64 {e64:.2e}, f32 {e32:.2e}",
+        C::NAME
+    );
+    assert!(
+        (loss64 - loss_ag).abs() < 1e-12,
+        "f64 loss {loss64} vs autograd {loss_ag}"
+    );
+    assert!(
+        (loss32 - loss_ag).abs() < 1e-5,
+        "f32 loss {loss32} vs autograd {loss_ag}"
+    );
+    assert!(
+        e64 < f64_tol,
+        "f64 fused gradient differs from autograd: {e64:e}"
+    );
+    assert!(
+        e32 < 1e-4,
+        "f32 fused gradient differs from autograd: {e32:e}"
+    );
+    assert!(g_ag.iter().any(|&g| g != 0.0));
+}
+
+#[test]
+fn fused_backward_matches_autograd_micro() {
+    check_against_autograd::<Micro>("isabella", 1e-12);
+}
+
+#[test]
+fn fused_backward_matches_autograd_two_layers() {
+    // Longer than the context of 6: exercises truncation too.
+    check_against_autograd::<Tiny>("sophia", 1e-12);
+}
+
+#[test]
+fn fused_backward_matches_autograd_makemore() {
+    check_against_autograd::<Makemore>("mia", 1e-11);
+}
+
+/// Central differences of the fused f64 loss, on a sample of parameters of every tensor.
+fn check_finite_differences<C: Config>(names: &[&str]) {
+    let vocab = vocab_of(&NAMES);
+    let mut params = random_params::<C>(vocab.len(), 3);
+    let (_, grads) = fused_grads::<C, f64>(&params, &vocab, names);
+    let n = grads.len();
+    let h = 1e-5;
+    let mut worst = 0.0f64;
+    for i in (0..n).step_by(n / 97 + 1).chain([n - 1]) {
+        let x = params.as_slice()[i];
+        params.as_mut_slice()[i] = x + h;
+        let (up, _) = fused_grads::<C, f64>(&params, &vocab, names);
+        params.as_mut_slice()[i] = x - h;
+        let (down, _) = fused_grads::<C, f64>(&params, &vocab, names);
+        params.as_mut_slice()[i] = x;
+        let fd = (up - down) / (2.0 * h);
+        let err = (fd - grads[i]).abs() / (grads[i].abs() + 1e-6);
+        worst = worst.max(err);
+        assert!(
+            err < 1e-4,
+            "{}: parameter {i}: finite difference {fd:e}, backward {:e}",
+            C::NAME,
+            grads[i]
+        );
+    }
+    println!(
+        "{}: worst finite-difference relative error {worst:.2e}",
+        C::NAME
+    );
+}
+
+#[test]
+fn fused_backward_matches_finite_differences() {
+    check_finite_differences::<Micro>(&["ava", "olivia"]);
+    check_finite_differences::<Tiny>(&["emma", "isabella", "mia"]);
+}
+
+/// A batch's gradient is the row-weighted mean of its names' gradients.
+#[test]
+fn batch_gradient_is_mean_over_rows() {
+    let vocab = vocab_of(&NAMES);
+    let params = random_params::<Tiny>(vocab.len(), 11);
+    let names = ["emma", "olivia", "mia"];
+    let (loss, g) = fused_grads::<Tiny, f64>(&params, &vocab, &names);
+    let rows: Vec<f64> = names.iter().map(|n| (n.len() + 1).min(6) as f64).collect();
+    let total: f64 = rows.iter().sum();
+    let mut want = vec![0.0; g.len()];
+    let mut want_loss = 0.0;
+    for (name, r) in names.iter().zip(&rows) {
+        let (l, gi) = fused_grads::<Tiny, f64>(&params, &vocab, &[name]);
+        want_loss += l * r / total;
+        want.iter_mut()
+            .zip(gi)
+            .for_each(|(w, x)| *w += x * r / total);
+    }
+    assert!((loss - want_loss).abs() < 1e-12);
+    assert!(rel_err(&g, &want) < 1e-12);
+}
