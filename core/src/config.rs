@@ -98,15 +98,15 @@ impl Dims {
 }
 
 /// A plain element of a fixed-size buffer: `f32`, `f64`, token rows, autograd handles.
-pub trait Elem: Copy + Zeroable + 'static {}
-impl<T: Copy + Zeroable + 'static> Elem for T {}
+pub trait Elem: Copy + Zeroable + Send + Sync + 'static {}
+impl<T: Copy + Zeroable + Send + Sync + 'static> Elem for T {}
 
 /// A fixed-size buffer, in practice `[T; N]` with `N` set by a [`Config`].
 ///
 /// All-zero bytes are a valid value ([`Zeroable`]), so a buffer can be created in place
 /// with [`Zeroable::zeroed`], in a `static`, or on the heap by the host without touching
 /// the stack.
-pub trait Buffer<T>: AsRef<[T]> + AsMut<[T]> + Copy + Zeroable + 'static {}
+pub trait Buffer<T>: AsRef<[T]> + AsMut<[T]> + Copy + Zeroable + Send + Sync + 'static {}
 impl<T: Elem, const N: usize> Buffer<T> for [T; N] {}
 
 /// A model shape fixed at compile time, with the buffers it needs.
@@ -114,7 +114,7 @@ impl<T: Elem, const N: usize> Buffer<T> for [T; N] {}
 /// Implement it with the [`config!`](crate::config!) macro. Every size below is a
 /// constant, so the memory of a config is known before the program runs, and a test
 /// checks the documented figures.
-pub trait Config: Sized + 'static {
+pub trait Config: Sized + Send + Sync + 'static {
     /// The name the CLI and the weight file use for this config.
     const NAME: &'static str;
     /// The dimensions; `vocab` is the capacity (characters plus BOS).

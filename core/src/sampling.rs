@@ -31,7 +31,8 @@ pub fn sample_token<F: Float, K: Kernels<F>, R: Rng + ?Sized>(
         if !logits.iter().all(|l| l.to_f64().is_finite()) {
             return Err(Error::NonFinite);
         }
-        let best = (0..logits.len()).reduce(|best, i| if logits[i] > logits[best] { i } else { best });
+        let best =
+            (0..logits.len()).reduce(|best, i| if logits[i] > logits[best] { i } else { best });
         return best.ok_or(Error::NonFinite);
     }
     let inv = F::ONE / temperature;

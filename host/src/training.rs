@@ -1,0 +1,273 @@
+//! `microgpt train`: microgpt's training loop, with batches, threads, validation,
+//! checkpoints and a loss curve.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use microgpt_core::{Adam, AdamConfig, Config, Params, PyRandom, Vocab, linear_decay};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::dataset::{Dataset, split};
+use crate::model_file::{encode, write_atomic};
+use crate::parallel::{Workers, mean_loss};
+use crate::progress::Progress;
+
+/// What to train, and how.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Optimizer steps in the whole schedule.
+    pub steps: usize,
+    /// Names per step.
+    pub batch: usize,
+    /// Seed of the shuffle and of the initial weights.
+    pub seed: i64,
+    /// Threads that share each batch.
+    pub threads: usize,
+    /// Adam's hyper-parameters; the rate decays linearly to 0 over `steps`.
+    pub adam: AdamConfig,
+    /// Where to write the trained weights (and `<out>.ckpt`).
+    pub out: Option<PathBuf>,
+    /// Where to draw the loss curve.
+    pub plot: Option<PathBuf>,
+    /// Continue from `<out>.ckpt`.
+    pub resume: bool,
+    /// Stop after this many steps of this run (a checkpoint is written).
+    pub stop_after: Option<usize>,
+    /// Measure the validation loss every this many steps.
+    pub eval_every: Option<usize>,
+    /// Names of the training split (spread evenly over it) on which the final train
+    /// loss is measured; the whole split when there are fewer.
+    pub train_loss_names: usize,
+    /// Label of the progress bar.
+    pub label: String,
+}
+
+/// The result of a run.
+pub struct Trained<C: Config> {
+    /// The trained weights.
+    pub params: Box<Params<C>>,
+    /// Their vocabulary.
+    pub vocab: Vocab,
+    /// Python's generator after the shuffle and the initial weights, as microgpt.py
+    /// has it when it starts sampling.
+    pub rng: PyRandom,
+    /// Mean loss per token of the training split (see `train_loss_names`).
+    pub train_loss: Option<f64>,
+    /// Mean loss per token of the validation split.
+    pub val_loss: Option<f64>,
+    /// Steps done in all, counting those before a resume.
+    pub steps_done: usize,
+    /// Wall time of the training loop.
+    pub seconds: f64,
+    /// Names in the training and validation splits.
+    pub split: (usize, usize),
+}
+
+/// The checkpoint beside a weight file.
+pub fn checkpoint_path(out: &Path) -> PathBuf {
+    let mut p = out.as_os_str().to_owned();
+    p.push(".ckpt");
+    PathBuf::from(p)
+}
+
+/// Trains the model `C` on `data`.
+pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C>> {
+    data.check_fits::<C>()?;
+    ensure!(
+        opts.batch >= 1 && opts.batch <= C::BATCH,
+        "--batch must be between 1 and {} for the {} model",
+        C::BATCH,
+        C::NAME
+    );
+    ensure!(opts.threads >= 1, "--threads must be at least 1");
+    ensure!(
+        opts.adam.lr.is_finite() && opts.adam.lr > 0.0,
+        "--lr must be a positive number"
+    );
+    data.warn_truncation::<C>();
+    let vocab = data.vocab.clone();
+    let (train_docs, val_docs, mut rng) = split(&data.docs, opts.seed);
+    let mut params: Box<Params<C>> = bytemuck::zeroed_box();
+    params.init(vocab.len(), &mut rng)?;
+    let mut adam: Box<Adam<C>> = bytemuck::zeroed_box();
+    let mut start = 0;
+
+    let ckpt = opts.out.as_deref().map(checkpoint_path);
+    if opts.resume {
+        let path = ckpt
+            .as_deref()
+            .context("--resume needs --out: it continues from <out>.ckpt")?;
+        start = load_checkpoint::<C>(path, &mut params, &mut adam, &vocab, opts, train_docs.len())?;
+        eprintln!("resuming from {} at step {start}", path.display());
+    }
+    ensure!(
+        start <= opts.steps,
+        "the checkpoint is at step {start}, past --steps {}",
+        opts.steps
+    );
+    let end = opts
+        .stop_after
+        .map_or(opts.steps, |n| (start + n).min(opts.steps));
+
+    let mut workers = Workers::<C>::new(opts.threads.min(opts.batch));
+    let val_names: Vec<&str> = val_docs.iter().map(String::as_str).collect();
+    let mut curve = (Vec::new(), Vec::new());
+    let mut progress = Progress::new(start, opts.steps, &opts.label);
+    let mut names: Vec<&str> = Vec::with_capacity(opts.batch);
+    for step in start..end {
+        names.clear();
+        names.extend(
+            (0..opts.batch)
+                .map(|i| train_docs[(step * opts.batch + i) % train_docs.len()].as_str()),
+        );
+        let loss = workers.step(&params.weights(), &vocab, &names)?;
+        if !loss.is_finite() {
+            bail!(
+                "training diverged at step {} (loss {}); try a lower --lr",
+                step + 1,
+                loss
+            );
+        }
+        adam.update(
+            params.as_mut_slice(),
+            workers.grads(),
+            linear_decay(opts.adam.lr, step, opts.steps),
+            &opts.adam,
+        )?;
+        let done = step + 1;
+        let val = match opts.eval_every {
+            Some(n) if done.is_multiple_of(n) || done == end => {
+                mean_loss(&mut workers, &params.weights(), &vocab, &val_names)?
+            }
+            _ => None,
+        };
+        curve.0.push((done, loss));
+        if let Some(v) = val {
+            curve.1.push((done, v));
+        }
+        progress.step(done, loss, val);
+    }
+    let seconds = progress.finish().as_secs_f64();
+
+    let every = train_docs.len().div_ceil(opts.train_loss_names.max(1));
+    let train_names: Vec<&str> = train_docs
+        .iter()
+        .step_by(every)
+        .map(String::as_str)
+        .collect();
+    let mut eval_workers = Workers::<C>::new(opts.threads);
+    let train_loss = mean_loss(&mut eval_workers, &params.weights(), &vocab, &train_names)?;
+    let val_loss = mean_loss(&mut eval_workers, &params.weights(), &vocab, &val_names)?;
+    if let Some(out) = &opts.out {
+        write_atomic(out, &encode(&vocab, &params.weights())?)?;
+        if let Some(ckpt) = &ckpt {
+            save_checkpoint::<C>(ckpt, &params, &adam, &vocab, opts, end, train_docs.len())?;
+        }
+    }
+    if let Some(plot) = &opts.plot {
+        crate::plot::loss_curve(plot, &curve.0, &curve.1)
+            .with_context(|| format!("cannot plot the losses to {}", plot.display()))?;
+    }
+    Ok(Trained {
+        params,
+        vocab,
+        rng,
+        train_loss,
+        val_loss,
+        steps_done: end,
+        seconds,
+        split: (train_docs.len(), val_docs.len()),
+    })
+}
+
+const CHECKPOINT_FORMAT: &str = "microgpt-checkpoint/1";
+
+/// What must agree between a checkpoint and the run that resumes it.
+fn run_identity<C: Config>(
+    vocab: &Vocab,
+    opts: &TrainOptions,
+    train_docs: usize,
+) -> [(&'static str, String); 5] {
+    [
+        ("config", C::NAME.to_owned()),
+        ("vocab", vocab.chars().iter().collect()),
+        ("seed", opts.seed.to_string()),
+        ("batch", opts.batch.to_string()),
+        ("train_names", train_docs.to_string()),
+    ]
+}
+
+/// Writes the weights, Adam's moments and the step, atomically, as safetensors.
+fn save_checkpoint<C: Config>(
+    path: &Path,
+    params: &Params<C>,
+    adam: &Adam<C>,
+    vocab: &Vocab,
+    opts: &TrainOptions,
+    step: usize,
+    train_docs: usize,
+) -> Result<()> {
+    let n = params.as_slice().len();
+    let (m, v) = adam.moments(n);
+    fn view(x: &[f32]) -> Result<TensorView<'_>, safetensors::SafeTensorError> {
+        TensorView::new(Dtype::F32, vec![x.len()], bytemuck::cast_slice(x))
+    }
+    let tensors = [
+        ("params", view(params.as_slice())?),
+        ("adam_m", view(m)?),
+        ("adam_v", view(v)?),
+    ];
+    let mut meta: HashMap<String, String> = run_identity::<C>(vocab, opts, train_docs)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    meta.insert("format".into(), CHECKPOINT_FORMAT.into());
+    meta.insert("step".into(), step.to_string());
+    meta.insert("adam_steps".into(), adam.steps().to_string());
+    let bytes = safetensors::serialize(tensors, Some(meta))?;
+    write_atomic(path, &bytes)
+}
+
+/// Restores a checkpoint written by the same kind of run; returns its step.
+fn load_checkpoint<C: Config>(
+    path: &Path,
+    params: &mut Params<C>,
+    adam: &mut Adam<C>,
+    vocab: &Vocab,
+    opts: &TrainOptions,
+    train_docs: usize,
+) -> Result<usize> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("no checkpoint to resume from at {}", path.display()))?;
+    let bad = |what: &str| anyhow::anyhow!("{} is not a usable checkpoint: {what}", path.display());
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(&e.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(&e.to_string()))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    let get = |k: &str| meta.get(k).cloned().ok_or_else(|| bad(&format!("no {k}")));
+    ensure!(get("format")? == CHECKPOINT_FORMAT, bad("unknown format"));
+    for (key, want) in run_identity::<C>(vocab, opts, train_docs) {
+        let have = get(key)?;
+        ensure!(
+            have == want,
+            "{} was made with {key} {have:?}, this run has {want:?}; resume with the same settings",
+            path.display()
+        );
+    }
+    let n = microgpt_core::Layout::new(C::DIMS.with_vocab(vocab.len())).len();
+    let floats = |name: &str| -> Result<Vec<f32>> {
+        let t = st.tensor(name).map_err(|e| bad(&e.to_string()))?;
+        ensure!(
+            t.dtype() == Dtype::F32 && t.shape() == [n],
+            bad(&format!("{name} has the wrong shape"))
+        );
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    };
+    params.copy_from(vocab.len(), &floats("params")?)?;
+    let steps: u32 = get("adam_steps")?.parse().map_err(|_| bad("adam_steps"))?;
+    adam.restore(&floats("adam_m")?, &floats("adam_v")?, steps)?;
+    get("step")?.parse().map_err(|_| bad("step"))
+}

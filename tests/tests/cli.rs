@@ -1,0 +1,363 @@
+//! The `microgpt` binary end to end, on real files.
+
+use std::fs;
+use std::path::Path;
+
+use microgpt_tests::{microgpt, root};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The first `n` names of the shipped dataset, in a file of their own.
+fn names_file(dir: &Path, n: usize) -> std::path::PathBuf {
+    let all = fs::read_to_string(root().join("data/names.txt"))
+        .expect("data/names.txt ships with the repository");
+    let path = dir.join("names.txt");
+    fs::write(&path, all.lines().take(n).collect::<Vec<_>>().join("\n")).unwrap();
+    path
+}
+
+fn losses(stderr: &str) -> Vec<f64> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            l.split("| loss ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn train_lowers_the_loss_and_writes_weights_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = names_file(dir.path(), 500);
+    let out = microgpt(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--steps",
+            "400",
+            "--batch",
+            "4",
+            "--out",
+            "w.bin",
+            "--plot",
+            "loss.svg",
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    let l = losses(&stderr);
+    assert!(
+        l.len() >= 10,
+        "periodic lines when stderr is not a terminal: {stderr}"
+    );
+    assert!(l[0] > l[l.len() - 1] + 0.3, "the loss should fall: {l:?}");
+    // The final line: steps, train and validation loss, time.
+    let last = stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("step 400/400 | train loss ")
+            && last.contains("| val loss ")
+            && last.contains(" s"),
+        "{last}"
+    );
+    assert!(fs::metadata(dir.path().join("w.bin")).unwrap().len() > 16_000);
+    assert!(fs::metadata(dir.path().join("w.bin.ckpt")).is_ok());
+    let svg = fs::read_to_string(dir.path().join("loss.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("validation"));
+    // No temporary files are left behind.
+    let mut names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["loss.svg", "names.txt", "w.bin", "w.bin.ckpt"]);
+}
+
+fn train_small(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let data = names_file(dir, 300);
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "60",
+        "--batch",
+        "4",
+    ];
+    args.extend_from_slice(extra);
+    let out = microgpt(dir, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    out
+}
+
+#[test]
+fn sample_prints_exactly_the_names() {
+    let dir = tempfile::tempdir().unwrap();
+    train_small(dir.path(), &["--out", "w.bin"]);
+    let vocab: String = fs::read_to_string(dir.path().join("names.txt"))
+        .unwrap()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let run = |args: &[&str]| {
+        let out = microgpt(
+            dir.path(),
+            &[&["sample", "--weights", "w.bin"], args].concat(),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let a = run(&["--count", "37", "--seed", "7"]);
+    assert_eq!(a.lines().count(), 37);
+    assert!(
+        a.lines()
+            .all(|n| n.chars().count() <= 16 && n.chars().all(|c| vocab.contains(c))),
+        "{a}"
+    );
+    assert_eq!(
+        a,
+        run(&["--count", "37", "--seed", "7"]),
+        "the same seed gives the same names"
+    );
+    assert_ne!(a, run(&["--count", "37", "--seed", "8"]));
+    let b = run(&["--count", "5", "--prefix", "jo"]);
+    assert!(
+        b.lines().count() == 5 && b.lines().all(|n| n.starts_with("jo")),
+        "{b}"
+    );
+    assert_eq!(run(&["--count", "0"]), "");
+}
+
+#[test]
+fn eval_survives_export_and_import() {
+    let dir = tempfile::tempdir().unwrap();
+    train_small(dir.path(), &["--out", "w.bin"]);
+    let eval = |w: &str| {
+        let out = microgpt(dir.path(), &["eval", "--weights", w, "--data", "names.txt"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let before = eval("w.bin");
+    let loss: f64 = before.trim().parse().unwrap();
+    assert!(loss > 1.0 && loss < 3.5, "{loss}");
+    let out = microgpt(
+        dir.path(),
+        &["export", "--weights", "w.bin", "--out", "w.safetensors"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = microgpt(
+        dir.path(),
+        &["import", "--from", "w.safetensors", "--out", "back.bin"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(eval("back.bin"), before);
+    assert_eq!(
+        fs::read(dir.path().join("back.bin")).unwrap(),
+        fs::read(dir.path().join("w.bin")).unwrap()
+    );
+}
+
+#[test]
+fn resume_continues_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    train_small(dir.path(), &["--out", "straight.bin", "--threads", "2"]);
+    train_small(
+        dir.path(),
+        &[
+            "--out",
+            "halves.bin",
+            "--threads",
+            "2",
+            "--stop-after",
+            "25",
+        ],
+    );
+    let out = train_small(
+        dir.path(),
+        &["--out", "halves.bin", "--threads", "2", "--resume"],
+    );
+    assert!(
+        text(&out.stderr).contains("resuming from"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(dir.path().join("straight.bin")).unwrap(),
+        fs::read(dir.path().join("halves.bin")).unwrap()
+    );
+    // A checkpoint of another run is refused.
+    let out = microgpt(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            "names.txt",
+            "--steps",
+            "60",
+            "--batch",
+            "2",
+            "--out",
+            "halves.bin",
+            "--resume",
+        ],
+    );
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("batch"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn same_seed_and_threads_train_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    train_small(dir.path(), &["--out", "a.bin", "--threads", "2"]);
+    train_small(dir.path(), &["--out", "b.bin", "--threads", "2"]);
+    train_small(
+        dir.path(),
+        &["--out", "c.bin", "--threads", "2", "--seed", "43"],
+    );
+    let read = |n: &str| fs::read(dir.path().join(n)).unwrap();
+    assert_eq!(read("a.bin"), read("b.bin"));
+    assert_ne!(read("a.bin"), read("c.bin"));
+}
+
+#[test]
+fn long_names_are_cut_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("long.txt"),
+        "abcdefghijklmnopqrstuvwxyz\nann\nbob\n",
+    )
+    .unwrap();
+    let out = microgpt(
+        dir.path(),
+        &[
+            "train", "--data", "long.txt", "--steps", "5", "--out", "w.bin",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: 1 names") && err.contains("cut to the context of 16"),
+        "{err}"
+    );
+}
+
+/// Runs a command that must fail, and returns its stderr.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = microgpt(dir, args);
+    let err = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{args:?} should fail with status 1: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing on stdout on failure");
+    err
+}
+
+#[test]
+fn bad_input_gets_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let train = |file: &str| {
+        fails(
+            d,
+            &["train", "--data", file, "--steps", "3", "--out", "w.bin"],
+        )
+    };
+
+    let err = train("missing.txt");
+    assert!(
+        err.contains("cannot read the dataset missing.txt") && err.contains("No such file"),
+        "{err}"
+    );
+
+    fs::write(d.join("empty.txt"), "\n  \n\n").unwrap();
+    assert!(train("empty.txt").contains("empty.txt has no names"));
+
+    fs::write(d.join("latin1.txt"), b"ann\nb\xe9a\n").unwrap();
+    let err = train("latin1.txt");
+    assert!(
+        err.contains("latin1.txt is not UTF-8") && err.contains("line 2"),
+        "{err}"
+    );
+
+    fs::write(d.join("wide.txt"), "Ann\nBob\nabcdefghijklmnopqrstuvwxyz\n").unwrap();
+    let err = train("wide.txt");
+    assert!(
+        err.contains("28 distinct characters") && err.contains("at most 26"),
+        "{err}"
+    );
+
+    // Weights: missing, corrupt, truncated, not weights at all, and a shape no config has.
+    let err = fails(d, &["sample", "--weights", "nope.bin"]);
+    assert!(err.contains("cannot read the weights nope.bin"), "{err}");
+    train_small(d, &["--out", "w.bin"]);
+    let err = fails(d, &["train", "--data", "names.txt", "--batch", "99"]);
+    assert!(err.contains("--batch must be between 1 and 32"), "{err}");
+    let mut bytes = fs::read(d.join("w.bin")).unwrap();
+    bytes[5000] ^= 1;
+    fs::write(d.join("flipped.bin"), &bytes).unwrap();
+    let err = fails(d, &["sample", "--weights", "flipped.bin"]);
+    assert!(
+        err.contains("flipped.bin is not a usable weight file") && err.contains("corrupt"),
+        "{err}"
+    );
+    fs::write(d.join("short.bin"), &bytes[..1000]).unwrap();
+    assert!(
+        fails(
+            d,
+            &["eval", "--weights", "short.bin", "--data", "names.txt"]
+        )
+        .contains("truncated")
+    );
+    assert!(fails(d, &["sample", "--weights", "names.txt"]).contains("not a microgpt weight file"));
+    fs::write(d.join("odd.bin"), odd_weights()).unwrap();
+    let err = fails(d, &["sample", "--weights", "odd.bin"]);
+    assert!(err.contains("matches no known config"), "{err}");
+
+    // Weights and data that do not go together.
+    assert!(
+        fails(d, &["eval", "--weights", "w.bin", "--data", "wide.txt"])
+            .contains("which the model does not know")
+    );
+    assert!(fails(d, &["sample", "--weights", "w.bin", "--prefix", "Q"]).contains("does not know"));
+    assert!(
+        fails(d, &["sample", "--weights", "w.bin", "--temperature", "-1"]).contains("temperature")
+    );
+}
+
+/// A valid weight file of a shape that no config of the tool has.
+fn odd_weights() -> Vec<u8> {
+    microgpt_core::config! {
+        Odd: name "odd", vocab 27, embd 8, heads 2, layers 1, block 8, mlp 16, batch 1
+    }
+    let vocab = microgpt_core::Vocab::from_chars('a'..='z').unwrap();
+    let p = microgpt_core::Params::<Odd>::new(27).unwrap();
+    let mut out = vec![0u8; microgpt_core::weights_format::encoded_len(&p.weights().dims())];
+    microgpt_core::weights_format::write(&mut out, &vocab, &p.weights()).unwrap();
+    out
+}
+
+#[test]
+fn help_explains_every_command() {
+    let out = microgpt(root(), &["--help"]);
+    let help = text(&out.stdout);
+    for cmd in ["train", "sample", "eval", "export", "import"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+    assert!(help.contains("With no command, runs the main job"));
+    let out = microgpt(root(), &["train", "--help"]);
+    assert!(text(&out.stdout).contains("--resume"));
+}
