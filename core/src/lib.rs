@@ -21,7 +21,8 @@
 //!   the layers in [`ops`] and the math in [`Kernels`]; [`Adam`] updates the weights.
 //! - [`Tape`] and [`AutogradGpt`]: microgpt's scalar autograd and the GPT built from
 //!   it, op for op, the oracle of the fused path.
-//! - [`PyRandom`]: Python's `random`, bit for bit.
+//! - [`PyRandom`]: Python's `random`, bit for bit, and [`microgpt`]: microgpt.py's
+//!   whole program on the autograd engine, which prints what microgpt.py prints.
 //! - [`weights_format`]: a checked binary weight file that is read in place.
 //!
 //! # Example
@@ -67,6 +68,7 @@ pub mod error;
 pub mod float;
 pub mod inference;
 pub mod kernels;
+pub mod microgpt;
 pub mod ops;
 pub mod params;
 pub mod python_random;

@@ -316,6 +316,27 @@ mod tests {
         assert_eq!(r.random(), 0.6137037779936511);
     }
 
+    // Made with CPython 3.11 from `random.Random(7)`: `[r.gauss(0, 1) for _ in range(3)]`;
+    // then, each from a fresh generator, `x = list(range(10)); r.shuffle(x)` and
+    // `[r.choices(range(4), weights=[0.1, 0.5, 0.2, 0.2])[0] for _ in range(12)]`.
+    #[test]
+    fn gauss_shuffle_choices_match_cpython() {
+        let mut r = PyRandom::new(7);
+        let want = [-0.2558802884476004, 0.511431512516514, -0.2260961647831047];
+        for w in want {
+            // libm's log, sin and cos may differ from the C library's in the last bit.
+            let g = r.gauss::<crate::float::Libm>(0.0, 1.0);
+            assert!((g - w).abs() <= 4.0 * f64::EPSILON * w.abs(), "{g} vs {w}");
+        }
+        let mut x: [u8; 10] = core::array::from_fn(|i| i as u8);
+        PyRandom::new(7).shuffle(&mut x);
+        assert_eq!(x, [8, 3, 1, 4, 7, 0, 9, 6, 2, 5]);
+        let mut r = PyRandom::new(7);
+        let got: [usize; 12] =
+            core::array::from_fn(|_| r.choices(&[0.1f64, 0.5, 0.2, 0.2]).unwrap());
+        assert_eq!(got, [1, 1, 2, 0, 1, 1, 0, 1, 0, 1, 0, 0]);
+    }
+
     #[test]
     fn getrandbits_wide_is_low_word_first() {
         let mut a = PyRandom::new(5);

@@ -7,18 +7,10 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use microgpt_core::{AdamConfig, Config, Decoder, PyRandom, Scalar, Vocab, Weights, generate};
 
-mod dataset;
-mod model_file;
-mod parallel;
-mod plot;
-mod progress;
-mod simd;
-mod state_dict;
-mod training;
-
-use dataset::Dataset;
-use model_file::{ModelConfig, WeightBytes, weights_of, write_atomic};
-use training::{TrainOptions, train};
+use microgpt::dataset::Dataset;
+use microgpt::model_file::{ModelConfig, WeightBytes, weights_of, write_atomic};
+use microgpt::training::{TrainOptions, train};
+use microgpt::{parallel, reference, state_dict, with_config};
 
 const ABOUT: &str = "Train microgpt's GPT and make up names: microgpt.py's algorithm, about a thousand times faster.";
 
@@ -47,6 +39,22 @@ enum Command {
     Export(ExportArgs),
     /// Read safetensors with microgpt's state_dict names into a weight file.
     Import(ImportArgs),
+    /// Run microgpt.py's exact algorithm (f64 scalar autograd) and print what
+    /// microgpt.py prints, byte for byte.
+    Reference(ReferenceArgs),
+}
+
+#[derive(Args)]
+struct ReferenceArgs {
+    /// Names, one per line: microgpt.py's input.txt.
+    #[arg(long, default_value = "data/names.txt")]
+    data: PathBuf,
+    /// Python's random.seed.
+    #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
+    seed: i64,
+    /// Training steps (microgpt.py's num_steps).
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
 }
 
 #[derive(Args)]
@@ -163,6 +171,7 @@ fn main() -> ExitCode {
         Some(Command::Eval(a)) => cmd_eval(a),
         Some(Command::Export(a)) => cmd_export(a),
         Some(Command::Import(a)) => cmd_import(a),
+        Some(Command::Reference(a)) => reference::reference(&a.data, a.seed, a.steps),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

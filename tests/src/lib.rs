@@ -44,3 +44,16 @@ pub fn microgpt(dir: &Path, args: &[&str]) -> Output {
         .output()
         .expect("the binary runs")
 }
+
+/// A file of the shared folder beside the repository (`../shared`), which CI provides.
+/// Tests that need one fail, with this message, when it is missing: they never pass
+/// without it.
+pub fn shared(path: &str) -> PathBuf {
+    let p = root().join("../shared").join(path);
+    assert!(
+        p.exists(),
+        "this test needs {} from the shared folder beside the repository (../shared), and it is missing",
+        p.display()
+    );
+    p
+}
