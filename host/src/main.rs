@@ -1,5 +1,6 @@
 //! `microgpt`: train microgpt's GPT and make up names, fast.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -175,6 +176,15 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stops early (`microgpt sample | head`) is not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -195,7 +205,6 @@ fn print_names<C: Config>(
     temperature: f32,
     prefix: &str,
 ) -> Result<()> {
-    use std::io::Write;
     let mut decoder = Decoder::<C>::new();
     let mut out = std::io::stdout().lock();
     let mut name = String::new();
@@ -245,9 +254,10 @@ fn main_job() -> Result<()> {
     );
     let start = std::time::Instant::now();
     let mut t = train::<microgpt_core::Micro>(&data, &opts)?;
-    println!("--- 20 names at temperature 0.5 ---");
+    writeln!(std::io::stdout(), "--- 20 names at temperature 0.5 ---")?;
     print_names(&t.params.weights(), &t.vocab, &mut t.rng, 20, 0.5, "")?;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "train loss {} ({} of {} names) | val loss {} ({} names) | trained in {:.3} s, {:.3} s in all",
         loss_text(t.train_loss),
         TRAIN_LOSS_NAMES.min(t.split.0),
@@ -256,7 +266,7 @@ fn main_job() -> Result<()> {
         t.split.1,
         t.seconds,
         start.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }
 
@@ -292,14 +302,15 @@ fn train_and_report<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<()
         .out
         .as_deref()
         .map_or_else(String::new, |p| format!(" | wrote {}", p.display()));
-    println!(
+    writeln!(
+        std::io::stdout(),
         "step {}/{} | train loss {} | val loss {} | {:.3} s{out}",
         t.steps_done,
         opts.steps,
         loss_text(t.train_loss),
         loss_text(t.val_loss),
         t.seconds
-    );
+    )?;
     Ok(())
 }
 
@@ -363,7 +374,7 @@ fn eval_with<C: Config>(
     let mut workers = parallel::Workers::<C>::new(threads);
     let (sum, rows) = workers.eval(&w, file.vocab(), &names)?;
     eprintln!("{} names, {rows} predicted tokens", names.len());
-    println!("{:.6}", sum / rows as f64);
+    writeln!(std::io::stdout(), "{:.6}", sum / rows as f64)?;
     Ok(())
 }
 

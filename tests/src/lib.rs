@@ -57,3 +57,74 @@ pub fn shared(path: &str) -> PathBuf {
     );
     p
 }
+
+/// Whether the QEMU firmware tests can run: QEMU and defmt-print are installed. When
+/// they are not, the tests say so and stop, unless `MICROGPT_REQUIRE_QEMU` is set (as
+/// `tests/run-all.sh` sets it), in which case they fail.
+pub fn qemu_available() -> bool {
+    let found = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let missing: Vec<&str> = ["qemu-system-arm", "defmt-print"]
+        .into_iter()
+        .filter(|t| !found(t))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "the QEMU firmware tests did not run: {} not found; run tests/run-all.sh, which installs qemu-system-arm and defmt-print",
+        missing.join(" and ")
+    );
+    assert!(std::env::var_os("MICROGPT_REQUIRE_QEMU").is_none(), "{msg}");
+    eprintln!("warning: {msg}");
+    false
+}
+
+/// Which firmware to build.
+pub enum Board {
+    /// QEMU's mps2-an386, with the given weight file (the shipped one when `None`).
+    Qemu(Option<PathBuf>),
+    /// The nRF52840-DK.
+    Nrf52840dk,
+}
+
+/// Builds the firmware and returns a copy of its ELF in `dir`. Builds are serialized:
+/// they share one target directory.
+pub fn build_firmware(board: Board, dir: &Path) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let firmware = root().join("firmware");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(&firmware).env_remove("MICROGPT_WEIGHTS");
+    let elf = match &board {
+        Board::Qemu(weights) => {
+            cmd.args(["build", "--release", "--quiet"]);
+            if let Some(w) = weights {
+                cmd.env("MICROGPT_WEIGHTS", w);
+            }
+            "target/thumbv7em-none-eabihf/release/microgpt-firmware"
+        }
+        Board::Nrf52840dk => {
+            cmd.args(["build-nrf", "--quiet"]);
+            "target/nrf52840dk/thumbv7em-none-eabihf/release/microgpt-firmware"
+        }
+    };
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building the firmware failed");
+    let copy = dir.join("microgpt-firmware.elf");
+    std::fs::copy(firmware.join(elf), &copy).unwrap();
+    copy
+}
+
+/// Runs a QEMU firmware ELF through the firmware's cargo runner (QEMU piped into
+/// defmt-print).
+pub fn run_in_qemu(elf: &Path) -> Output {
+    Command::new(root().join("firmware/qemu-run.sh"))
+        .arg(elf)
+        .output()
+        .expect("the runner starts")
+}

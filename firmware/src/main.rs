@@ -1,0 +1,91 @@
+//! microgpt on a Cortex-M: validates the weights flashed with the firmware, generates
+//! names from them with the core's scalar kernels and Python's random generator, and
+//! logs each with defmt. `microgpt sample --weights W --seed S --count N` on a host
+//! prints the very same names.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use microgpt_core::{
+    Config, Decoder, Error, Makemore, Micro, PyRandom, Scalar, WeightFile, generate,
+};
+
+mod board;
+
+/// Bytes aligned for a zero-copy read of the `f32` weights.
+#[repr(C, align(4))]
+struct Aligned<T: ?Sized>(T);
+
+include!(concat!(env!("OUT_DIR"), "/build_config.rs"));
+
+/// microgpt's sampling temperature.
+const TEMPERATURE: f32 = 0.5;
+
+#[entry]
+fn main() -> ! {
+    let ok = match run() {
+        Ok(()) => true,
+        Err(e) => {
+            defmt::error!("stopped: {}", e);
+            false
+        }
+    };
+    board::exit(ok)
+}
+
+fn run() -> Result<(), Error> {
+    let file = WeightFile::parse(&WEIGHTS.0)
+        .inspect_err(|e| defmt::error!("the flashed weights are invalid: {}", e))?;
+    let dims = file.dims();
+    defmt::info!(
+        "weights: {} bytes, {} parameters, {}",
+        WEIGHTS.0.len(),
+        dims.num_params(),
+        dims
+    );
+    if dims.with_vocab(Micro::DIMS.vocab) == Micro::DIMS {
+        names::<Micro>(&file)
+    } else {
+        names::<Makemore>(&file)
+    }
+}
+
+/// Generates and logs [`COUNT`] names, then how long the model took per token.
+fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
+    let weights = file.weights::<C>().inspect_err(|e| {
+        defmt::error!(
+            "the flashed weights do not fit the {=str} model: {}",
+            C::NAME,
+            e
+        )
+    })?;
+    let mut decoder = Decoder::<C>::new();
+    let mut rng = PyRandom::new(SEED);
+    let mut name = heapless::String::<64>::new();
+    let mut tokens = 0u64;
+    let clock = board::Clock::start();
+    for i in 0..COUNT {
+        name.clear();
+        generate::<C, f32, Scalar, _, _>(
+            &mut decoder,
+            &weights,
+            file.vocab(),
+            &mut rng,
+            TEMPERATURE,
+            "",
+            &mut name,
+        )?;
+        tokens += decoder.pos() as u64;
+        defmt::println!("name {=usize}: {=str}", i + 1, name.as_str());
+    }
+    let ticks = clock.ticks();
+    defmt::println!(
+        "generated {=usize} names, {=u64} tokens, {=u64} {=str} per token",
+        COUNT,
+        tokens,
+        board::per_token(ticks, tokens),
+        board::UNIT
+    );
+    defmt::println!("stack used: {=usize} bytes", board::stack_used());
+    Ok(())
+}

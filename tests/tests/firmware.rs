@@ -1,0 +1,123 @@
+//! The real firmware ELF in real QEMU: the names of the chip are the names of the host.
+
+use std::fs;
+use std::process::Command;
+
+use microgpt_tests::{Board, build_firmware, microgpt, qemu_available, root, run_in_qemu};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn firmware_names_equal_host_names() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let elf = build_firmware(Board::Qemu(None), dir.path());
+    let started = std::time::Instant::now();
+    let out = run_in_qemu(&elf);
+    let log = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the firmware failed: {log}{}",
+        text(&out.stderr)
+    );
+    eprintln!("QEMU run: {:.2} s", started.elapsed().as_secs_f64());
+
+    let chip: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("name ")?.split_once(": ").map(|(_, n)| n))
+        .collect();
+    let host = microgpt(
+        root(),
+        &[
+            "sample",
+            "--weights",
+            "data/micro.bin",
+            "--seed",
+            "42",
+            "--count",
+            "20",
+        ],
+    );
+    assert!(host.status.success());
+    let host = text(&host.stdout);
+    assert_eq!(
+        chip,
+        host.lines().collect::<Vec<_>>(),
+        "firmware log:\n{log}"
+    );
+    let summary = log
+        .lines()
+        .find(|l| l.starts_with("generated 20 names"))
+        .expect("a summary line");
+    let per_token: u64 = summary
+        .split(", ")
+        .nth(2)
+        .and_then(|s| s.split(' ').next()?.parse().ok())
+        .expect("instructions per token");
+    assert!(per_token > 1_000, "{summary}");
+    eprintln!("{summary}");
+}
+
+#[test]
+fn firmware_refuses_corrupt_weights() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut weights = fs::read(root().join("data/micro.bin")).unwrap();
+    weights[8000] ^= 0x40;
+    let corrupt = dir.path().join("corrupt.bin");
+    fs::write(&corrupt, &weights).unwrap();
+    let elf = build_firmware(Board::Qemu(Some(corrupt)), dir.path());
+    let out = run_in_qemu(&elf);
+    let log = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the firmware must fail on corrupt weights: {log}"
+    );
+    assert!(
+        log.contains("the flashed weights are invalid: ChecksumMismatch"),
+        "{log}"
+    );
+    assert!(!log.contains("name 1:"), "no names from bad weights: {log}");
+}
+
+/// text + data in flash, data + bss in RAM, from the ELF.
+fn sizes(elf: &std::path::Path) -> (u64, u64) {
+    let out = Command::new("size")
+        .arg(elf)
+        .output()
+        .expect("binutils' size runs");
+    let line = text(&out.stdout)
+        .lines()
+        .nth(1)
+        .expect("size prints a table")
+        .to_owned();
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .take(3)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (n[0] + n[1], n[1] + n[2])
+}
+
+#[test]
+fn both_boards_fit_the_nrf52840() {
+    let dir = tempfile::tempdir().unwrap();
+    for board in [Board::Nrf52840dk, Board::Qemu(None)] {
+        let elf = build_firmware(board, dir.path());
+        let (flash, ram) = sizes(&elf);
+        eprintln!(
+            "{}: {flash} bytes of flash, {ram} bytes of static RAM",
+            elf.display()
+        );
+        assert!(flash <= 1024 * 1024 && ram <= 256 * 1024);
+        // The shipped weights are in the image.
+        assert!(flash > fs::metadata(root().join("data/micro.bin")).unwrap().len());
+    }
+}
