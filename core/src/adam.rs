@@ -5,6 +5,7 @@ use bytemuck::Zeroable;
 use crate::config::Config;
 use crate::error::Error;
 use crate::float::Float;
+use crate::kernels::Kernels;
 
 /// Adam's hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,6 +42,29 @@ impl Default for AdamConfig {
 /// microgpt's schedule: the learning rate falls linearly from `lr` to 0 over `steps`.
 pub fn linear_decay(lr: f64, step: usize, steps: usize) -> f64 {
     lr * (1.0 - step as f64 / steps as f64)
+}
+
+/// The coefficients of one Adam step, for [`Kernels::adam`]: per parameter,
+/// `m = β1·m + (1-β1)·g`, `v = β2·v + (1-β2)·g²`,
+/// `p = p·decay - lr_over_bc1·m / (√(v·inv_bc2) + eps)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep<F> {
+    /// β1.
+    pub beta1: F,
+    /// β2.
+    pub beta2: F,
+    /// 1 - β1.
+    pub one_minus_beta1: F,
+    /// 1 - β2.
+    pub one_minus_beta2: F,
+    /// The learning rate over the first bias correction, `lr / (1 - β1^t)`.
+    pub lr_over_bc1: F,
+    /// One over the second bias correction, `1 / (1 - β2^t)`.
+    pub inv_bc2: F,
+    /// Added to the root of the second moment.
+    pub eps: F,
+    /// `1 - lr · weight_decay`.
+    pub decay: F,
 }
 
 /// Adam's moments for the model `C`: `2 × C::PARAM_BYTES` with `f32`.
@@ -95,39 +119,30 @@ impl<C: Config, F: Float> Adam<C, F> {
         Ok(())
     }
 
-    /// One step: `params -= lr · m̂ / (√v̂ + eps)`, with bias correction by `beta^t`.
-    /// `lr` is this step's rate, already scheduled (see [`linear_decay`]).
-    pub fn update(
-        &mut self,
-        params: &mut [F],
-        grads: &[F],
-        lr: f64,
-        hp: &AdamConfig,
-    ) -> Result<(), Error> {
+    /// One step: `params -= lr · m̂ / (√v̂ + eps)`, with bias correction by `beta^t`,
+    /// computed by the kernels `K`. `lr` is this step's rate, already scheduled (see
+    /// [`linear_decay`]).
+    pub fn update<K: Kernels<F>>(&mut self, params: &mut [F], grads: &[F], lr: f64, hp: &AdamConfig) -> Result<(), Error> {
         if grads.len() != params.len() || params.len() > C::NUM_PARAMS {
-            return Err(Error::ParamCount {
-                expected: params.len().min(C::NUM_PARAMS),
-                found: grads.len(),
-            });
+            return Err(Error::ParamCount { expected: params.len().min(C::NUM_PARAMS), found: grads.len() });
         }
         self.t += 1;
         let t = self.t as f64;
         let bc1 = 1.0 - libm::pow(hp.beta1, t);
         let bc2 = 1.0 - libm::pow(hp.beta2, t);
-        let (b1, b2) = (F::from_f64(hp.beta1), F::from_f64(hp.beta2));
-        let (c1, c2) = (F::from_f64(1.0 - hp.beta1), F::from_f64(1.0 - hp.beta2));
         // m̂ / (√v̂ + eps) = (m / bc1) / (√(v / bc2) + eps); the divisions become products.
-        let (k1, k2) = (F::from_f64(lr / bc1), F::from_f64(1.0 / bc2));
-        let (eps, decay) = (F::from_f64(hp.eps), F::from_f64(1.0 - lr * hp.weight_decay));
+        let step = AdamStep {
+            beta1: F::from_f64(hp.beta1),
+            beta2: F::from_f64(hp.beta2),
+            one_minus_beta1: F::from_f64(1.0 - hp.beta1),
+            one_minus_beta2: F::from_f64(1.0 - hp.beta2),
+            lr_over_bc1: F::from_f64(lr / bc1),
+            inv_bc2: F::from_f64(1.0 / bc2),
+            eps: F::from_f64(hp.eps),
+            decay: F::from_f64(1.0 - lr * hp.weight_decay),
+        };
         let n = params.len();
-        let moments = self.m.as_mut()[..n]
-            .iter_mut()
-            .zip(&mut self.v.as_mut()[..n]);
-        for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
-            *m = b1 * *m + c1 * g;
-            *v = b2 * *v + c2 * g * g;
-            *p = *p * decay - k1 * *m / ((*v * k2).sqrt() + eps);
-        }
+        K::adam(params, grads, &mut self.m.as_mut()[..n], &mut self.v.as_mut()[..n], &step);
         Ok(())
     }
 }

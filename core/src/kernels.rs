@@ -9,7 +9,36 @@
 //! Matrices are row major, one row per output: `w` is `n_out × n_in` and a batch of
 //! vectors `inp` is `rows × n_in`.
 
+use crate::adam::AdamStep;
 use crate::float::Float;
+
+/// A weight matrix of `n_out × n_in`, row major (one row per output), and its
+/// transpose (`n_in × n_out`) when the caller keeps one.
+///
+/// The forward product reads the matrix by columns, which SIMD kernels do best from the
+/// transpose; the backward products read it by rows. The scalar kernels use the rows
+/// only. See [`Transposed`](crate::Transposed).
+#[derive(Clone, Copy, Debug)]
+pub struct Matrix<'a, F> {
+    /// The matrix, row major.
+    pub w: &'a [F],
+    /// The transpose, row major, if kept.
+    pub t: Option<&'a [F]>,
+    /// `n_in`: the length of a row.
+    pub cols: usize,
+}
+
+impl<'a, F> Matrix<'a, F> {
+    /// A matrix with `cols` columns and no transpose.
+    pub fn new(w: &'a [F], cols: usize) -> Self {
+        Matrix { w, t: None, cols }
+    }
+
+    /// `n_out`: the number of rows.
+    pub fn rows(&self) -> usize {
+        self.w.len() / self.cols
+    }
+}
 
 /// The epsilon inside microgpt's rmsnorm: `x · (mean(x²) + 1e-5)^-0.5`.
 pub const RMS_EPS: f64 = 1e-5;
@@ -19,6 +48,10 @@ pub const RMS_EPS: f64 = 1e-5;
 /// Implementors provide the four primitives; the matrix kernels have default bodies
 /// built from them, which an implementation may override for speed.
 pub trait Kernels<F: Float> {
+    /// Whether [`Kernels::matmul_forward`] is faster with [`Matrix::t`], so that a
+    /// trainer should keep the transposes of its weights.
+    const PREFERS_TRANSPOSED: bool = false;
+
     /// `Σ a[i]·b[i]`.
     fn dot(a: &[F], b: &[F]) -> F;
 
@@ -31,9 +64,18 @@ pub trait Kernels<F: Float> {
     /// `out = x·s` with `s = (mean(x²) + 1e-5)^-1/2`; returns `s`.
     fn rmsnorm(out: &mut [F], x: &[F]) -> F;
 
+    /// One Adam step over a block of parameters (see [`AdamStep`]).
+    fn adam(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], s: &AdamStep<F>) {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m = s.beta1 * *m + s.one_minus_beta1 * g;
+            *v = s.beta2 * *v + s.one_minus_beta2 * g * g;
+            *p = *p * s.decay - s.lr_over_bc1 * *m / ((*v * s.inv_bc2).sqrt() + s.eps);
+        }
+    }
+
     /// `out[o] = w[o,:]·x`.
-    fn matvec(out: &mut [F], w: &[F], x: &[F]) {
-        for (o, row) in out.iter_mut().zip(w.chunks_exact(x.len())) {
+    fn matvec(out: &mut [F], m: Matrix<'_, F>, x: &[F]) {
+        for (o, row) in out.iter_mut().zip(m.w.chunks_exact(m.cols)) {
             *o = Self::dot(row, x);
         }
     }
@@ -52,24 +94,19 @@ pub trait Kernels<F: Float> {
         }
     }
 
-    /// `out[r] = w · inp[r]` for every row: (rows, n_in) → (rows, n_out).
-    fn matmul_forward(out: &mut [F], inp: &[F], w: &[F], n_in: usize) {
-        let n_out = w.len() / n_in;
-        for (o, x) in out.chunks_exact_mut(n_out).zip(inp.chunks_exact(n_in)) {
-            Self::matvec(o, w, x);
+    /// `out[r] = m · inp[r]` for every row: (rows, n_in) → (rows, n_out).
+    fn matmul_forward(out: &mut [F], inp: &[F], m: Matrix<'_, F>) {
+        for (o, x) in out.chunks_exact_mut(m.rows()).zip(inp.chunks_exact(m.cols)) {
+            Self::matvec(o, m, x);
         }
     }
 
-    /// The backward of [`Kernels::matmul_forward`]: `dinp += dout · w` and
+    /// The backward of [`Kernels::matmul_forward`]: `dinp += dout · m` and
     /// `dw += doutᵀ · inp`.
-    fn matmul_backward(dinp: &mut [F], dw: &mut [F], dout: &[F], inp: &[F], w: &[F], n_in: usize) {
-        let n_out = w.len() / n_in;
-        let rows = dout
-            .chunks_exact(n_out)
-            .zip(inp.chunks_exact(n_in))
-            .zip(dinp.chunks_exact_mut(n_in));
+    fn matmul_backward(dinp: &mut [F], dw: &mut [F], dout: &[F], inp: &[F], m: Matrix<'_, F>) {
+        let rows = dout.chunks_exact(m.rows()).zip(inp.chunks_exact(m.cols)).zip(dinp.chunks_exact_mut(m.cols));
         for ((d, x), dx) in rows {
-            Self::matvec_t_acc(dx, w, d);
+            Self::matvec_t_acc(dx, m.w, d);
             Self::outer_acc(dw, d, x);
         }
     }
@@ -121,7 +158,7 @@ mod tests {
     fn scalar_kernels_by_hand() {
         let w = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2 × 3
         let mut out = [0.0; 2];
-        Scalar::matvec(&mut out, &w, &[1.0, 0.0, -1.0]);
+        Scalar::matvec(&mut out, Matrix::new(&w, 3), &[1.0, 0.0, -1.0]);
         assert_eq!(out, [-2.0, -2.0]);
         let mut t = [0.0; 3];
         Scalar::matvec_t_acc(&mut t, &w, &[1.0, 1.0]);

@@ -11,6 +11,7 @@ use crate::float::Float;
 use crate::kernels::Kernels;
 
 /// Token plus position embedding: `x0[r] = wte[token[r]] + wpe[pos[r]]`. (R, E)
+#[inline]
 pub fn encoder_forward<F: Float>(x0: &mut [F], rows: &[Row], wte: &[F], wpe: &[F], e: usize) {
     for (x, row) in x0.chunks_exact_mut(e).zip(rows) {
         let tok = &wte[row.token as usize * e..][..e];
@@ -22,6 +23,7 @@ pub fn encoder_forward<F: Float>(x0: &mut [F], rows: &[Row], wte: &[F], wpe: &[F
 }
 
 /// Scatters `dx0` into the rows of the embeddings that each row read.
+#[inline]
 pub fn encoder_backward<F: Float>(
     dwte: &mut [F],
     dwpe: &mut [F],
@@ -38,6 +40,7 @@ pub fn encoder_backward<F: Float>(
 }
 
 /// `out[r] = x[r]·s[r]` with `s[r] = (mean(x[r]²) + 1e-5)^-1/2`; no learned gain. (R, E)
+#[inline]
 pub fn rmsnorm_forward<F: Float, K: Kernels<F>>(out: &mut [F], scale: &mut [F], x: &[F], e: usize) {
     for ((o, s), x) in out
         .chunks_exact_mut(e)
@@ -49,6 +52,7 @@ pub fn rmsnorm_forward<F: Float, K: Kernels<F>>(out: &mut [F], scale: &mut [F], 
 }
 
 /// For `y = x·s`: `dx += s·dy - (s³/E)·x·⟨dy, x⟩`.
+#[inline]
 pub fn rmsnorm_backward<F: Float, K: Kernels<F>>(
     dx: &mut [F],
     dout: &[F],
@@ -70,11 +74,13 @@ pub fn rmsnorm_backward<F: Float, K: Kernels<F>>(
 }
 
 /// `x = max(x, 0)` in place.
+#[inline]
 pub fn relu_forward<F: Float>(x: &mut [F]) {
     x.iter_mut().for_each(|v| *v = v.max(F::ZERO));
 }
 
 /// `da *= (a > 0)`, where `a` is the output of [`relu_forward`].
+#[inline]
 pub fn relu_backward<F: Float>(da: &mut [F], a: &[F]) {
     for (d, &a) in da.iter_mut().zip(a) {
         if a <= F::ZERO {
@@ -85,6 +91,7 @@ pub fn relu_backward<F: Float>(da: &mut [F], a: &[F]) {
 
 /// The residual connection `out += x`. Its backward is the identity: the gradient of
 /// `out` flows to `x` unchanged.
+#[inline]
 pub fn residual_forward<F: Float>(out: &mut [F], x: &[F]) {
     out.iter_mut().zip(x).for_each(|(o, &x)| *o += x);
 }
@@ -93,6 +100,7 @@ pub fn residual_forward<F: Float>(out: &mut [F], x: &[F]) {
 ///
 /// For row `r` at position `p`, head `h`: `att[s] = softmax_s(q_h[r]·k_h[r-p+s] / √D)`
 /// over `s ≤ p`, and `y_h[r] = Σ_s att[s]·v_h[r-p+s]`. q, k, v, y: (R, E); att: (R, H, T).
+#[inline]
 pub fn attention_forward<F: Float, K: Kernels<F>>(
     y: &mut [F],
     att: &mut [F],
@@ -126,6 +134,7 @@ pub fn attention_forward<F: Float, K: Kernels<F>>(
 /// (`dscore = att·(datt - ⟨att, datt⟩)`) and the scaled dot products. `datt` is a
 /// scratch vector of length T.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn attention_backward<F: Float, K: Kernels<F>>(
     dq: &mut [F],
     dk: &mut [F],
@@ -165,6 +174,7 @@ pub fn attention_backward<F: Float, K: Kernels<F>>(
 
 /// Softmax of each row of logits, in place, and the summed negative log-likelihood of
 /// the targets. (R, V)
+#[inline]
 pub fn crossentropy_forward<F: Float, K: Kernels<F>>(probs: &mut [F], rows: &[Row], v: usize) -> F {
     let mut nll = F::ZERO;
     for (p, row) in probs.chunks_exact_mut(v).zip(rows) {
@@ -177,6 +187,7 @@ pub fn crossentropy_forward<F: Float, K: Kernels<F>>(probs: &mut [F], rows: &[Ro
 
 /// Turns the probabilities into the gradient of `scale · Σ nll`: `(p - onehot)·scale`,
 /// in place.
+#[inline]
 pub fn crossentropy_backward<F: Float>(probs: &mut [F], rows: &[Row], v: usize, scale: F) {
     for (p, row) in probs.chunks_exact_mut(v).zip(rows) {
         p[row.target as usize] -= F::ONE;

@@ -20,6 +20,7 @@ use rand_core::Rng;
 use crate::config::{Config, Dims};
 use crate::error::Error;
 use crate::float::{Float, Libm};
+use crate::kernels::Matrix;
 use crate::python_random::Gauss;
 
 /// The standard deviation of microgpt's initial weights.
@@ -212,6 +213,7 @@ pub(crate) fn dims_for<C: Config>(vocab: usize) -> Result<Dims, Error> {
 /// in flash ([`WeightFile::weights`](crate::WeightFile::weights)).
 pub struct Weights<'a, C: Config, F: Float = f32> {
     params: &'a [F],
+    transposed: Option<&'a [F]>,
     layout: Layout,
     config: PhantomData<C>,
 }
@@ -233,11 +235,20 @@ impl<'a, C: Config, F: Float> Weights<'a, C, F> {
                 found: params.len(),
             });
         }
-        Ok(Weights {
-            params,
-            layout,
-            config: PhantomData,
-        })
+        Ok(Weights { params, transposed: None, layout, config: PhantomData })
+    }
+
+    /// The same weights, with the transposes of their matrices for the kernels that
+    /// prefer them. `t` must have been refreshed from these weights.
+    pub fn with_transposed(self, t: &'a Transposed<C, F>) -> Result<Self, Error> {
+        if t.vocab != self.layout.dims().vocab {
+            return Err(Error::Usage("the transposed weights are for another vocabulary"));
+        }
+        Ok(Weights { transposed: Some(t.as_slice()), ..self })
+    }
+
+    fn matrix(&self, r: Range<usize>, cols: usize) -> Matrix<'a, F> {
+        Matrix { w: &self.params[r.clone()], t: self.transposed.map(|t| &t[r]), cols }
     }
 
     /// The layout of the block.
@@ -266,21 +277,21 @@ impl<'a, C: Config, F: Float> Weights<'a, C, F> {
     }
 
     /// `lm_head`: vocab × embd.
-    pub fn lm_head(&self) -> &'a [F] {
-        &self.params[self.layout.lm_head()]
+    pub fn lm_head(&self) -> Matrix<'a, F> {
+        self.matrix(self.layout.lm_head(), self.layout.dims().embd)
     }
 
     /// The matrices of block `l`.
     pub fn layer(&self, l: usize) -> LayerWeights<'a, F> {
         let r = self.layout.layer(l);
-        let p = self.params;
+        let Dims { embd: e, mlp, .. } = self.layout.dims();
         LayerWeights {
-            wq: &p[r.wq],
-            wk: &p[r.wk],
-            wv: &p[r.wv],
-            wo: &p[r.wo],
-            fc1: &p[r.fc1],
-            fc2: &p[r.fc2],
+            wq: self.matrix(r.wq, e),
+            wk: self.matrix(r.wk, e),
+            wv: self.matrix(r.wv, e),
+            wo: self.matrix(r.wo, e),
+            fc1: self.matrix(r.fc1, e),
+            fc2: self.matrix(r.fc2, mlp),
         }
     }
 }
@@ -289,17 +300,17 @@ impl<'a, C: Config, F: Float> Weights<'a, C, F> {
 #[derive(Clone, Copy, Debug)]
 pub struct LayerWeights<'a, F> {
     /// Query projection, embd × embd.
-    pub wq: &'a [F],
+    pub wq: Matrix<'a, F>,
     /// Key projection, embd × embd.
-    pub wk: &'a [F],
+    pub wk: Matrix<'a, F>,
     /// Value projection, embd × embd.
-    pub wv: &'a [F],
+    pub wv: Matrix<'a, F>,
     /// Attention output projection, embd × embd.
-    pub wo: &'a [F],
+    pub wo: Matrix<'a, F>,
     /// MLP expansion, mlp × embd.
-    pub fc1: &'a [F],
+    pub fc1: Matrix<'a, F>,
     /// MLP projection, embd × mlp.
-    pub fc2: &'a [F],
+    pub fc2: Matrix<'a, F>,
 }
 
 /// An owned parameter block for the model `C`, sized for its full vocabulary capacity.
@@ -398,9 +409,48 @@ impl<C: Config, F: Float> Params<C, F> {
     pub fn weights(&self) -> Weights<'_, C, F> {
         Weights {
             params: self.as_slice(),
+            transposed: None,
             layout: Layout::new(C::DIMS.with_vocab(self.vocab)),
             config: PhantomData,
         }
+    }
+}
+
+/// The transposes of the weight matrices (`lm_head` and every block's), at the same
+/// offsets as in the parameter block, for kernels that read matrices by columns.
+///
+/// Training keeps the weights row major, as the backward pass reads them, and refreshes
+/// this copy after each update: a forward pass then reads each matrix as `n_in` rows of
+/// `n_out` outputs, which SIMD kernels multiply with no horizontal sums.
+pub struct Transposed<C: Config, F: Float = f32> {
+    buf: C::Params<F>,
+    vocab: usize,
+}
+
+// SAFETY: a `Buffer` is `Zeroable`, and 0 is a valid `usize`.
+unsafe impl<C: Config, F: Float> Zeroable for Transposed<C, F> {}
+
+impl<C: Config, F: Float> Transposed<C, F> {
+    /// Recomputes the transposes of `w`.
+    pub fn refresh(&mut self, w: &Weights<'_, C, F>) {
+        let layout = w.layout();
+        self.vocab = layout.dims().vocab;
+        let t = &mut self.buf.as_mut()[..layout.len()];
+        for (tensor, range, [rows, cols]) in layout.tensors() {
+            if matches!(tensor, Tensor::Wte | Tensor::Wpe) {
+                continue;
+            }
+            let (src, dst) = (&w.as_slice()[range.clone()], &mut t[range]);
+            for (r, row) in src.chunks_exact(cols).enumerate() {
+                for (c, &x) in row.iter().enumerate() {
+                    dst[c * rows + r] = x;
+                }
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[F] {
+        &self.buf.as_ref()[..C::DIMS.with_vocab(self.vocab).num_params()]
     }
 }
 

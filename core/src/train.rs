@@ -180,19 +180,19 @@ pub fn forward<C: Config, F: Float, K: Kernels<F>>(
         let (lw, la) = (w.layer(l), LayerActs::carve(a.layers, l, r, &d));
         la.xin.copy_from_slice(a.resid);
         rmsnorm_forward::<F, K>(la.ln1, la.s1, la.xin, e);
-        K::matmul_forward(la.q, la.ln1, lw.wq, e);
-        K::matmul_forward(la.k, la.ln1, lw.wk, e);
-        K::matmul_forward(la.v, la.ln1, lw.wv, e);
+        K::matmul_forward(la.q, la.ln1, lw.wq);
+        K::matmul_forward(la.k, la.ln1, lw.wk);
+        K::matmul_forward(la.v, la.ln1, lw.wv);
         attention_forward::<F, K>(la.y, la.att, la.q, la.k, la.v, rows, &d);
-        K::matmul_forward(la.xmid, la.y, lw.wo, e);
+        K::matmul_forward(la.xmid, la.y, lw.wo);
         residual_forward(la.xmid, la.xin);
         rmsnorm_forward::<F, K>(la.ln2, la.s2, la.xmid, e);
-        K::matmul_forward(la.a, la.ln2, lw.fc1, e);
+        K::matmul_forward(la.a, la.ln2, lw.fc1);
         relu_forward(la.a);
-        K::matmul_forward(a.resid, la.a, lw.fc2, d.mlp);
+        K::matmul_forward(a.resid, la.a, lw.fc2);
         residual_forward(a.resid, la.xmid);
     }
-    K::matmul_forward(a.logits, a.resid, w.lm_head(), e);
+    K::matmul_forward(a.logits, a.resid, w.lm_head());
     let nll = crossentropy_forward::<F, K>(a.logits, rows, d.vocab);
 
     acts.rows = r;
@@ -238,14 +238,7 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
 
     crossentropy_backward(a.logits, rows, d.vocab, F::ONE / F::from_usize(norm));
     a.dres.fill(F::ZERO);
-    K::matmul_backward(
-        a.dres,
-        &mut grads[layout.lm_head()],
-        a.logits,
-        a.resid,
-        w.lm_head(),
-        e,
-    );
+    K::matmul_backward(a.dres, &mut grads[layout.lm_head()], a.logits, a.resid, w.lm_head());
     for l in (0..d.layers).rev() {
         let (lw, la, g) = (
             w.layer(l),
@@ -254,14 +247,14 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
         );
         // MLP block: resid = relu(rmsnorm(xmid)·fc1)·fc2 + xmid. dres is d(resid).
         a.da.fill(F::ZERO);
-        K::matmul_backward(a.da, &mut grads[g.fc2], a.dres, la.a, lw.fc2, d.mlp);
+        K::matmul_backward(a.da, &mut grads[g.fc2], a.dres, la.a, lw.fc2);
         relu_backward(a.da, la.a);
         a.dln.fill(F::ZERO);
-        K::matmul_backward(a.dln, &mut grads[g.fc1], a.da, la.ln2, lw.fc1, e);
+        K::matmul_backward(a.dln, &mut grads[g.fc1], a.da, la.ln2, lw.fc1);
         rmsnorm_backward::<F, K>(a.dres, a.dln, la.xmid, la.s2, e);
         // Attention block: xmid = attention(rmsnorm(xin))·wo + xin. dres is d(xmid).
         a.dy.fill(F::ZERO);
-        K::matmul_backward(a.dy, &mut grads[g.wo], a.dres, la.y, lw.wo, e);
+        K::matmul_backward(a.dy, &mut grads[g.wo], a.dres, la.y, lw.wo);
         a.dq.fill(F::ZERO);
         a.dk.fill(F::ZERO);
         a.dv.fill(F::ZERO);
@@ -269,9 +262,9 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
             a.dq, a.dk, a.dv, a.datt, a.dy, la.att, la.q, la.k, la.v, rows, &d,
         );
         a.dln.fill(F::ZERO);
-        K::matmul_backward(a.dln, &mut grads[g.wq], a.dq, la.ln1, lw.wq, e);
-        K::matmul_backward(a.dln, &mut grads[g.wk], a.dk, la.ln1, lw.wk, e);
-        K::matmul_backward(a.dln, &mut grads[g.wv], a.dv, la.ln1, lw.wv, e);
+        K::matmul_backward(a.dln, &mut grads[g.wq], a.dq, la.ln1, lw.wq);
+        K::matmul_backward(a.dln, &mut grads[g.wk], a.dk, la.ln1, lw.wk);
+        K::matmul_backward(a.dln, &mut grads[g.wv], a.dv, la.ln1, lw.wv);
         rmsnorm_backward::<F, K>(a.dres, a.dln, la.xin, la.s1, e);
     }
     a.dln.fill(F::ZERO);
@@ -322,7 +315,7 @@ impl<C: Config, F: Float> Trainer<C, F> {
         grads.fill(F::ZERO);
         backward::<C, F, K>(&w, batch, &mut self.acts, grads, batch.rows().len())?;
         self.adam
-            .update(self.params.as_mut_slice(), self.grads.as_slice(), lr, hp)?;
+            .update::<K>(self.params.as_mut_slice(), self.grads.as_slice(), lr, hp)?;
         Ok(loss)
     }
 }

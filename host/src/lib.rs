@@ -1,6 +1,7 @@
 //! The host side of microgpt-rs: SIMD kernels, data-parallel training, files, and the
 //! pieces of the `microgpt` command-line tool.
 
+pub mod bench;
 pub mod dataset;
 pub mod model_file;
 pub mod parallel;

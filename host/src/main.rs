@@ -43,6 +43,25 @@ enum Command {
     /// Run microgpt.py's exact algorithm (f64 scalar autograd) and print what
     /// microgpt.py prints, byte for byte.
     Reference(ReferenceArgs),
+    /// Measure training and sampling speed on this machine and print the table.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Names to train and sample on.
+    #[arg(long, default_value = "data/names.txt")]
+    data: PathBuf,
+    /// Runs per figure; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// The numpy peer, timed in the same run when it exists.
+    #[arg(long, default_value = "../shared/peers/ref_numpy.py")]
+    numpy_peer: PathBuf,
+    /// microgpt.py, timed in the same run (about 90 s); it runs in its own folder,
+    /// which must hold its input.txt.
+    #[arg(long, value_name = "PATH")]
+    microgpt_py: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -173,6 +192,12 @@ fn main() -> ExitCode {
         Some(Command::Export(a)) => cmd_export(a),
         Some(Command::Import(a)) => cmd_import(a),
         Some(Command::Reference(a)) => reference::reference(&a.data, a.seed, a.steps),
+        Some(Command::Bench(a)) => microgpt::bench::bench(&microgpt::bench::BenchOptions {
+            data: a.data,
+            repeat: a.repeat,
+            numpy_peer: a.numpy_peer,
+            microgpt_py: a.microgpt_py,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -371,7 +396,7 @@ fn eval_with<C: Config>(
     }
     data.warn_truncation::<C>();
     let names: Vec<&str> = data.docs.iter().map(String::as_str).collect();
-    let mut workers = parallel::Workers::<C>::new(threads);
+    let mut workers = parallel::Workers::<C>::new(threads)?;
     let (sum, rows) = workers.eval(&w, file.vocab(), &names)?;
     eprintln!("{} names, {rows} predicted tokens", names.len());
     writeln!(std::io::stdout(), "{:.6}", sum / rows as f64)?;

@@ -1,43 +1,43 @@
-//! Data-parallel forward and backward over the names of a batch.
+//! Data-parallel training: forward and backward over shares of a batch on a pool of
+//! threads, one gradient reduction, one Adam step.
 //!
 //! Each worker owns its activations and gradients. A step gives each worker a
-//! contiguous share of the batch's names, runs the workers on scoped threads, and adds
-//! their gradients in worker order, so that a run is deterministic for a given number
-//! of threads.
+//! contiguous share of the batch's names, runs them on a persistent thread pool, and
+//! adds their gradients in worker order, so that a run is deterministic for a given
+//! number of threads.
 
-use anyhow::Result;
-use microgpt_core::{Acts, Batch, Config, Params, Vocab, Weights, backward, forward};
+use std::marker::PhantomData;
+
+use anyhow::{Result, anyhow};
+use microgpt_core::{Acts, Adam, AdamConfig, Batch, Config, Kernels, Params, Transposed, Vocab, Weights, backward, forward};
+use rayon::prelude::*;
 
 use crate::simd::Simd;
 
 /// One thread's share of a step.
-pub struct Worker<C: Config> {
+struct Worker<C: Config> {
     acts: Box<Acts<C>>,
     grads: Box<Params<C>>,
     batch: Batch<C>,
 }
 
-impl<C: Config> Worker<C> {
-    fn new() -> Self {
-        Worker {
-            acts: bytemuck::zeroed_box(),
-            grads: bytemuck::zeroed_box(),
-            batch: Batch::new(),
-        }
-    }
-}
-
-/// Workers for up to `threads` threads.
-pub struct Workers<C: Config> {
+/// Workers for up to `threads` threads, with kernels `K`.
+pub struct Workers<C: Config, K = Simd> {
     workers: Vec<Worker<C>>,
+    pool: Option<rayon::ThreadPool>,
+    kernels: PhantomData<K>,
 }
 
-impl<C: Config> Workers<C> {
-    /// `threads` workers (at least one).
-    pub fn new(threads: usize) -> Self {
-        Workers {
-            workers: (0..threads.max(1)).map(|_| Worker::new()).collect(),
-        }
+impl<C: Config, K: Kernels<f32>> Workers<C, K> {
+    /// `threads` workers (at least one), and a pool of as many threads when there are
+    /// two or more.
+    pub fn new(threads: usize) -> Result<Self> {
+        let threads = threads.max(1);
+        let pool = (threads > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build()).transpose()?;
+        let workers = (0..threads)
+            .map(|_| Worker { acts: bytemuck::zeroed_box(), grads: bytemuck::zeroed_box(), batch: Batch::new() })
+            .collect();
+        Ok(Workers { workers, pool, kernels: PhantomData })
     }
 
     /// Splits `names` among the workers: worker `w` of `n` takes a contiguous share.
@@ -48,44 +48,28 @@ impl<C: Config> Workers<C> {
         for (w, worker) in self.workers[..used].iter_mut().enumerate() {
             worker.batch.clear();
             for name in &names[w * names.len() / used..(w + 1) * names.len() / used] {
-                rows += worker
-                    .batch
-                    .push(vocab, name)
-                    .map_err(|e| anyhow::anyhow!("the name {name:?}: {e}"))?;
+                rows += worker.batch.push(vocab, name).map_err(|e| anyhow!("the name {name:?}: {e}"))?;
             }
         }
         Ok((used, rows))
     }
 
     /// Forward and backward of the batch `names`; returns the mean loss per predicted
-    /// token, and leaves its gradient in `grads()`.
+    /// token, and leaves its gradient in [`Workers::grads`].
     pub fn step(&mut self, w: &Weights<'_, C>, vocab: &Vocab, names: &[&str]) -> Result<f64> {
         let (used, rows) = self.fill(vocab, names)?;
-        let run = |worker: &mut Worker<C>| -> Result<f64> {
-            if worker.batch.is_empty() {
-                return Ok(0.0);
-            }
-            let loss = forward::<C, f32, Simd>(w, &worker.batch, &mut worker.acts)?;
+        let sum = self.run(used, |worker| {
+            let loss = forward::<C, f32, K>(w, &worker.batch, &mut worker.acts)?;
             worker.grads.reset(w.dims().vocab)?;
-            backward::<C, f32, Simd>(
-                w,
-                &worker.batch,
-                &mut worker.acts,
-                worker.grads.as_mut_slice(),
-                rows,
-            )?;
+            backward::<C, f32, K>(w, &worker.batch, &mut worker.acts, worker.grads.as_mut_slice(), rows)?;
             Ok(loss as f64 * worker.batch.rows().len() as f64)
-        };
-        let sums = self.run_all(used, run)?;
+        })?;
         let (first, rest) = self.workers.split_at_mut(1);
         let total = first[0].grads.as_mut_slice();
         for worker in &rest[..used - 1] {
-            total
-                .iter_mut()
-                .zip(worker.grads.as_slice())
-                .for_each(|(t, g)| *t += g);
+            total.iter_mut().zip(worker.grads.as_slice()).for_each(|(t, g)| *t += g);
         }
-        Ok(sums / rows as f64)
+        Ok(sum / rows as f64)
     }
 
     /// The gradient of the last step.
@@ -94,63 +78,108 @@ impl<C: Config> Workers<C> {
     }
 
     /// The summed negative log-likelihood and the rows of `names`, forward only.
-    pub fn eval(
-        &mut self,
-        w: &Weights<'_, C>,
-        vocab: &Vocab,
-        names: &[&str],
-    ) -> Result<(f64, usize)> {
+    pub fn eval(&mut self, w: &Weights<'_, C>, vocab: &Vocab, names: &[&str]) -> Result<(f64, usize)> {
         let mut total = (0.0, 0);
         for chunk in names.chunks(C::BATCH * self.workers.len()) {
             let (used, rows) = self.fill(vocab, chunk)?;
-            let run = |worker: &mut Worker<C>| -> Result<f64> {
-                if worker.batch.is_empty() {
-                    return Ok(0.0);
-                }
-                let loss = forward::<C, f32, Simd>(w, &worker.batch, &mut worker.acts)?;
+            total.0 += self.run(used, |worker| {
+                let loss = forward::<C, f32, K>(w, &worker.batch, &mut worker.acts)?;
                 Ok(loss as f64 * worker.batch.rows().len() as f64)
-            };
-            total.0 += self.run_all(used, run)?;
+            })?;
             total.1 += rows;
         }
         Ok(total)
     }
 
-    /// Runs `f` on the first `used` workers, on scoped threads past the first, and adds
-    /// the results in worker order.
-    fn run_all(
-        &mut self,
-        used: usize,
-        f: impl Fn(&mut Worker<C>) -> Result<f64> + Sync,
-    ) -> Result<f64> {
-        let (first, rest) = self.workers[..used].split_at_mut(1);
-        if rest.is_empty() {
-            return f(&mut first[0]);
-        }
-        std::thread::scope(|s| {
-            let handles: Vec<_> = rest.iter_mut().map(|w| s.spawn(|| f(w))).collect();
-            let mut sum = f(&mut first[0])?;
-            for h in handles {
-                sum += h
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("a training thread panicked"))??;
-            }
-            Ok(sum)
-        })
+    /// Runs `f` on the first `used` workers that have names, on the pool when there
+    /// are two or more, and adds the results in worker order.
+    fn run(&mut self, used: usize, f: impl Fn(&mut Worker<C>) -> Result<f64> + Sync) -> Result<f64> {
+        let f = |w: &mut Worker<C>| if w.batch.is_empty() { Ok(0.0) } else { f(w) };
+        let workers = &mut self.workers[..used];
+        let results: Vec<Result<f64>> = match (&self.pool, workers.len()) {
+            (Some(pool), 2..) => pool.install(|| workers.par_iter_mut().map(f).collect()),
+            _ => workers.iter_mut().map(f).collect(),
+        };
+        results.into_iter().sum()
     }
 }
 
 /// Mean negative log-likelihood per predicted token of `names`, in nats: makemore's
 /// "loss" of a split. `None` for no names.
-pub fn mean_loss<C: Config>(
-    workers: &mut Workers<C>,
-    w: &Weights<'_, C>,
-    vocab: &Vocab,
-    names: &[&str],
-) -> Result<Option<f64>> {
+pub fn mean_loss<C: Config, K: Kernels<f32>>(workers: &mut Workers<C, K>, w: &Weights<'_, C>, vocab: &Vocab, names: &[&str]) -> Result<Option<f64>> {
     if names.is_empty() {
         return Ok(None);
     }
     let (sum, rows) = workers.eval(w, vocab, names)?;
     Ok(Some(sum / rows as f64))
+}
+
+/// Weights, Adam's moments, the transposed weights that the kernels read, and the
+/// workers: everything a training step needs.
+pub struct ParallelTrainer<C: Config, K = Simd> {
+    params: Box<Params<C>>,
+    adam: Box<Adam<C>>,
+    transposed: Box<Transposed<C>>,
+    workers: Workers<C, K>,
+}
+
+impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
+    /// Starts from `params` with fresh moments, on `threads` threads.
+    pub fn new(params: Box<Params<C>>, threads: usize) -> Result<Self> {
+        let mut t = ParallelTrainer { params, adam: bytemuck::zeroed_box(), transposed: bytemuck::zeroed_box(), workers: Workers::new(threads)? };
+        t.refresh();
+        Ok(t)
+    }
+
+    /// Keeps the transposes in step with the weights, for kernels that read them.
+    fn refresh(&mut self) {
+        if K::PREFERS_TRANSPOSED {
+            self.transposed.refresh(&self.params.weights());
+        }
+    }
+
+    /// The weights.
+    pub fn params(&self) -> &Params<C> {
+        &self.params
+    }
+
+    /// Adam's state.
+    pub fn adam(&self) -> &Adam<C> {
+        &self.adam
+    }
+
+    /// Restores weights and Adam's state from a checkpoint.
+    pub fn restore(&mut self, vocab: usize, params: &[f32], m: &[f32], v: &[f32], steps: u32) -> Result<()> {
+        self.params.copy_from(vocab, params)?;
+        self.adam.restore(m, v, steps)?;
+        self.refresh();
+        Ok(())
+    }
+
+    /// One step on the batch `names` with learning rate `lr`: forward, backward, the
+    /// reduction of the gradients, and Adam. Returns the loss before the update.
+    pub fn step(&mut self, vocab: &Vocab, names: &[&str], lr: f64, hp: &AdamConfig) -> Result<f64> {
+        let w = view::<C, K>(&self.params, &self.transposed)?;
+        let loss = self.workers.step(&w, vocab, names)?;
+        self.adam.update::<K>(self.params.as_mut_slice(), self.workers.grads(), lr, hp)?;
+        self.refresh();
+        Ok(loss)
+    }
+
+    /// The mean loss per predicted token of `names` (see [`mean_loss`]).
+    pub fn eval(&mut self, vocab: &Vocab, names: &[&str]) -> Result<Option<f64>> {
+        let w = view::<C, K>(&self.params, &self.transposed)?;
+        mean_loss(&mut self.workers, &w, vocab, names)
+    }
+
+    /// The trained weights.
+    pub fn into_params(self) -> Box<Params<C>> {
+        self.params
+    }
+}
+
+/// The weights as the kernels `K` want them: with their transposes if they use them.
+fn view<'a, C: Config, K: Kernels<f32>>(params: &'a Params<C>, transposed: &'a Transposed<C>) -> Result<Weights<'a, C>> {
+    let w = params.weights();
+    Ok(if K::PREFERS_TRANSPOSED { w.with_transposed(transposed)? } else { w })
 }

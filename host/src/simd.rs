@@ -3,46 +3,184 @@
 //! `wide` picks its instructions at compile time: with `target-cpu=native` (set in
 //! `.cargo/config.toml`) an `f32x8` is one AVX register and `mul_add` is a fused
 //! multiply-add, whose rounding differs from the scalar kernels in the last bits. So
-//! these kernels serve training, and inference keeps the core's `Scalar` kernels, which
-//! match the firmware bit for bit.
+//! these kernels serve training and the fast sampler, while `microgpt sample` keeps the
+//! core's `Scalar` kernels, which match the firmware bit for bit.
+//!
+//! Every matrix product is one register-blocked kernel, [`gemm`], that accumulates
+//! `out[a, :] += Σ_k coef(a, k) · vecs[k, :]` over rows of 8 lanes: the forward product
+//! reads the transposed weights (`Matrix::t`), the input gradient the weights, and the
+//! weight gradient the inputs. No product needs a horizontal sum.
 
-use microgpt_core::{Kernels, Scalar};
+use microgpt_core::{AdamStep, Kernels, Matrix, Scalar};
 use wide::f32x8;
 
-/// Kernels over 8 lanes of `f32`, with the scalar kernels for the tails.
+/// Kernels over 8 lanes of `f32`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Simd;
 
-fn lanes(x: &[f32]) -> f32x8 {
-    f32x8::from(x)
+/// Eight lanes from the start of `s`.
+#[inline(always)]
+fn load(s: &[f32]) -> f32x8 {
+    f32x8::new(s[..8].try_into().expect("a slice of 8"))
+}
+
+#[inline(always)]
+fn store(s: &mut [f32], v: f32x8) {
+    s[..8].copy_from_slice(v.as_array());
+}
+
+/// The coefficients of a product: `coef(a, k) = data[a * a_stride + k * k_stride]`.
+#[derive(Clone, Copy)]
+struct Coef<'a> {
+    data: &'a [f32],
+    a_stride: usize,
+    k_stride: usize,
+}
+
+impl Coef<'_> {
+    #[inline(always)]
+    fn at(&self, a: usize, k: usize) -> f32 {
+        self.data[a * self.a_stride + k * self.k_stride]
+    }
+}
+
+/// `out[a, j] += Σ_k coef(a, k) · vecs[k, j]` for `a < out.len() / width`,
+/// `k < vecs.len() / width`: a product of a small matrix of coefficients with a matrix
+/// of row vectors, both row major, `width` columns wide.
+fn gemm(out: &mut [f32], width: usize, coef: Coef<'_>, vecs: &[f32]) {
+    let rows = out.len() / width;
+    let mut a = 0;
+    while a + 4 <= rows {
+        gemm_rows::<4>(out, width, a, coef, vecs);
+        a += 4;
+    }
+    while a < rows {
+        gemm_rows::<1>(out, width, a, coef, vecs);
+        a += 1;
+    }
+}
+
+/// [`gemm`] for the `A` output rows from `a0`: blocks of 16 columns (two registers per
+/// row, `2A` accumulators), then 8, then the scalar tail.
+#[inline(always)]
+fn gemm_rows<const A: usize>(out: &mut [f32], width: usize, a0: usize, coef: Coef<'_>, vecs: &[f32]) {
+    let ks = vecs.len() / width;
+    let mut j = 0;
+    while j + 16 <= width {
+        let mut acc = [[f32x8::ZERO; 2]; A];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let o = &out[(a0 + r) * width + j..];
+            *acc = [load(o), load(&o[8..])];
+        }
+        for k in 0..ks {
+            let v = &vecs[k * width + j..];
+            let (v0, v1) = (load(v), load(&v[8..]));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let c = f32x8::splat(coef.at(a0 + r, k));
+                acc[0] = c.mul_add(v0, acc[0]);
+                acc[1] = c.mul_add(v1, acc[1]);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let o = &mut out[(a0 + r) * width + j..];
+            store(o, acc[0]);
+            store(&mut o[8..], acc[1]);
+        }
+        j += 16;
+    }
+    if j + 8 <= width {
+        let mut acc = [f32x8::ZERO; A];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            *acc = load(&out[(a0 + r) * width + j..]);
+        }
+        for k in 0..ks {
+            let v = load(&vecs[k * width + j..]);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                *acc = f32x8::splat(coef.at(a0 + r, k)).mul_add(v, *acc);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            store(&mut out[(a0 + r) * width + j..], *acc);
+        }
+        j += 8;
+    }
+    for j in j..width {
+        for r in 0..A {
+            let mut s = out[(a0 + r) * width + j];
+            for k in 0..ks {
+                s += coef.at(a0 + r, k) * vecs[k * width + j];
+            }
+            out[(a0 + r) * width + j] = s;
+        }
+    }
 }
 
 impl Kernels<f32> for Simd {
+    const PREFERS_TRANSPOSED: bool = true;
+
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
+        if n < 8 {
+            // Attention heads are narrow: skip the vector setup and the horizontal sum.
+            return <Scalar as Kernels<f32>>::dot(a, b);
+        }
         let split = n - n % 8;
         let mut acc = f32x8::ZERO;
         for (x, y) in a[..split].chunks_exact(8).zip(b[..split].chunks_exact(8)) {
-            acc = lanes(x).mul_add(lanes(y), acc);
+            acc = load(x).mul_add(load(y), acc);
         }
         acc.reduce_add() + <Scalar as Kernels<f32>>::dot(&a[split..n], &b[split..n])
     }
 
     fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
         let n = x.len().min(y.len());
+        if n < 8 {
+            return <Scalar as Kernels<f32>>::axpy(alpha, x, y);
+        }
         let split = n - n % 8;
         let a = f32x8::splat(alpha);
-        for (x, y) in x[..split]
-            .chunks_exact(8)
-            .zip(y[..split].chunks_exact_mut(8))
-        {
-            y.copy_from_slice(a.mul_add(lanes(x), lanes(y)).as_array());
+        for (x, y) in x[..split].chunks_exact(8).zip(y[..split].chunks_exact_mut(8)) {
+            store(y, a.mul_add(load(x), load(y)));
         }
         <Scalar as Kernels<f32>>::axpy(alpha, &x[split..n], &mut y[split..n]);
     }
 
+    /// Softmax with `wide`'s vector `exp`, within 1 ulp of `libm`'s `expf` (see the
+    /// tests). Lanes past the end are `-inf`, whose `exp` is 0.
     fn softmax(x: &mut [f32]) {
-        <Scalar as Kernels<f32>>::softmax(x)
+        let n = x.len();
+        if n <= 8 {
+            // Attention rows are short: one register, no loop.
+            let mut lanes = [f32::NEG_INFINITY; 8];
+            lanes[..n].copy_from_slice(x);
+            let max = lanes.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let e = (f32x8::new(lanes) - f32x8::splat(max)).exp();
+            let p = e * f32x8::splat(1.0 / e.reduce_add());
+            x.copy_from_slice(&p.as_array()[..n]);
+            return;
+        }
+        let split = n - n % 8;
+        let mut maxes = f32x8::splat(f32::NEG_INFINITY);
+        for c in x[..split].chunks_exact(8) {
+            maxes = maxes.max(load(c));
+        }
+        let max = x[split..].iter().fold(maxes.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max), |m, &v| m.max(v));
+        let m = f32x8::splat(max);
+        let mut total = f32x8::ZERO;
+        for c in x[..split].chunks_exact_mut(8) {
+            let e = (load(c) - m).exp();
+            total += e;
+            store(c, e);
+        }
+        let mut tail = [f32::NEG_INFINITY; 8];
+        tail[..n - split].copy_from_slice(&x[split..]);
+        let e = (f32x8::new(tail) - m).exp();
+        total += e;
+        let inv = f32x8::splat(1.0 / total.reduce_add());
+        for c in x[..split].chunks_exact_mut(8) {
+            store(c, load(c) * inv);
+        }
+        x[split..].copy_from_slice(&(e * inv).as_array()[..n - split]);
     }
 
     fn rmsnorm(out: &mut [f32], x: &[f32]) -> f32 {
@@ -51,14 +189,59 @@ impl Kernels<f32> for Simd {
         out.iter_mut().zip(x).for_each(|(o, &v)| *o = v * s);
         s
     }
+
+    fn adam(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep<f32>) {
+        let split = p.len() - p.len() % 8;
+        let [b1, b2, c1, c2, k1, k2, eps, decay] =
+            [s.beta1, s.beta2, s.one_minus_beta1, s.one_minus_beta2, s.lr_over_bc1, s.inv_bc2, s.eps, s.decay].map(f32x8::splat);
+        let blocks = p[..split].chunks_exact_mut(8).zip(g.chunks_exact(8)).zip(m.chunks_exact_mut(8)).zip(v.chunks_exact_mut(8));
+        for (((p, g), m), v) in blocks {
+            let g = load(g);
+            let mm = b1 * load(m) + c1 * g;
+            let vv = b2 * load(v) + c2 * g * g;
+            store(m, mm);
+            store(v, vv);
+            store(p, load(p) * decay - k1 * mm / ((vv * k2).sqrt() + eps));
+        }
+        <Scalar as Kernels<f32>>::adam(&mut p[split..], &g[split..], &mut m[split..], &mut v[split..], s);
+    }
+
+    fn matvec(out: &mut [f32], m: Matrix<'_, f32>, x: &[f32]) {
+        Self::matmul_forward(out, x, m);
+    }
+
+    /// `out = inp · mᵀ`: with the transpose, rows of `inp` times rows of `t`; without
+    /// it, one dot product per output.
+    fn matmul_forward(out: &mut [f32], inp: &[f32], m: Matrix<'_, f32>) {
+        let n_out = m.rows();
+        match m.t {
+            Some(t) => {
+                out.fill(0.0);
+                gemm(out, n_out, Coef { data: inp, a_stride: m.cols, k_stride: 1 }, t);
+            }
+            None => {
+                for (o, x) in out.chunks_exact_mut(n_out).zip(inp.chunks_exact(m.cols)) {
+                    for (y, row) in o.iter_mut().zip(m.w.chunks_exact(m.cols)) {
+                        *y = Self::dot(row, x);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `dinp += dout · w` (rows of `dout` times rows of `w`) and
+    /// `dw += doutᵀ · inp` (columns of `dout` times rows of `inp`).
+    fn matmul_backward(dinp: &mut [f32], dw: &mut [f32], dout: &[f32], inp: &[f32], m: Matrix<'_, f32>) {
+        let n_out = m.rows();
+        gemm(dinp, m.cols, Coef { data: dout, a_stride: n_out, k_stride: 1 }, m.w);
+        gemm(dw, m.cols, Coef { data: dout, a_stride: 1, k_stride: n_out }, inp);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use microgpt_core::{
-        Batch, Config, Makemore, Micro, Params, PyRandom, Trainer, Vocab, backward, forward,
-    };
+    use microgpt_core::{Batch, Config, Makemore, Micro, Params, PyRandom, Trainer, Transposed, Vocab, backward, forward};
 
     fn random(rng: &mut PyRandom, n: usize) -> Vec<f32> {
         (0..n).map(|_| rng.random() as f32 * 2.0 - 1.0).collect()
@@ -67,6 +250,11 @@ mod tests {
     fn rel(a: &[f32], b: &[f32]) -> f32 {
         let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
         a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    }
+
+    fn transpose(w: &[f32], cols: usize) -> Vec<f32> {
+        let rows = w.len() / cols;
+        (0..rows * cols).map(|i| w[(i % rows) * cols + i / rows]).collect()
     }
 
     #[test]
@@ -81,11 +269,41 @@ mod tests {
             Simd::axpy(0.3, &a, &mut y2);
             assert!(rel(&y2, &y1) < 1e-6);
             let (mut o1, mut o2) = (vec![0.0; n], vec![0.0; n]);
-            let (s1, s2) = (
-                <Scalar as Kernels<f32>>::rmsnorm(&mut o1, &a),
-                Simd::rmsnorm(&mut o2, &a),
-            );
+            let (s1, s2) = (<Scalar as Kernels<f32>>::rmsnorm(&mut o1, &a), Simd::rmsnorm(&mut o2, &a));
             assert!((s1 - s2).abs() / s1 < 1e-5 && rel(&o2, &o1) < 1e-5);
+            let scaled: Vec<f32> = a.iter().map(|x| x * 30.0).collect();
+            let (mut p1, mut p2) = (scaled.clone(), scaled);
+            <Scalar as Kernels<f32>>::softmax(&mut p1);
+            Simd::softmax(&mut p2);
+            assert!(rel(&p2, &p1) < 1e-6, "softmax of {n}");
+        }
+        // Far below the maximum, exp underflows to 0, never to NaN.
+        let mut p = [0.0f32, -200.0, -1e30, f32::MIN];
+        Simd::softmax(&mut p);
+        assert_eq!(p, [1.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn products_agree_with_scalar() {
+        let mut rng = PyRandom::new(2);
+        for (rows, n_in, n_out) in [(1, 16, 16), (7, 16, 64), (7, 64, 16), (5, 16, 27), (13, 64, 256), (3, 5, 3)] {
+            let (w, x) = (random(&mut rng, n_out * n_in), random(&mut rng, rows * n_in));
+            let t = transpose(&w, n_in);
+            let plain = Matrix::new(&w, n_in);
+            let with_t = Matrix { t: Some(&t), ..plain };
+            let mut want = vec![0.0; rows * n_out];
+            <Scalar as Kernels<f32>>::matmul_forward(&mut want, &x, plain);
+            for m in [plain, with_t] {
+                let mut got = vec![1.0; rows * n_out];
+                Simd::matmul_forward(&mut got, &x, m);
+                assert!(rel(&got, &want) < 1e-5, "forward {rows}x{n_in}x{n_out}");
+            }
+            let d = random(&mut rng, rows * n_out);
+            let (mut dx1, mut dw1) = (random(&mut rng, rows * n_in), random(&mut rng, n_out * n_in));
+            let (mut dx2, mut dw2) = (dx1.clone(), dw1.clone());
+            <Scalar as Kernels<f32>>::matmul_backward(&mut dx1, &mut dw1, &d, &x, plain);
+            Simd::matmul_backward(&mut dx2, &mut dw2, &d, &x, with_t);
+            assert!(rel(&dx2, &dx1) < 1e-5 && rel(&dw2, &dw1) < 1e-5, "backward {rows}x{n_in}x{n_out}");
         }
     }
 
@@ -96,36 +314,26 @@ mod tests {
         let mut init: Box<Params<C>> = bytemuck::zeroed_box();
         init.init(27, &mut PyRandom::new(3)).unwrap();
         t.start(&init).unwrap();
+        let mut tr: Box<Transposed<C>> = bytemuck::zeroed_box();
+        tr.refresh(&t.params.weights());
         let mut batch = Batch::<C>::new();
         for name in ["emma", "olivia", "x", "bartholomewjones"] {
             batch.push(&vocab, name).unwrap();
         }
-        let run = |t: &mut Trainer<C>, simd: bool| {
-            let w = t.params.weights();
-            t.grads.reset(27).unwrap();
-            let rows = batch.rows().len();
-            let loss = if simd {
-                let l = forward::<C, f32, Simd>(&w, &batch, &mut t.acts).unwrap();
-                backward::<C, f32, Simd>(&w, &batch, &mut t.acts, t.grads.as_mut_slice(), rows)
-                    .unwrap();
-                l
-            } else {
-                let l = forward::<C, f32, Scalar>(&w, &batch, &mut t.acts).unwrap();
-                backward::<C, f32, Scalar>(&w, &batch, &mut t.acts, t.grads.as_mut_slice(), rows)
-                    .unwrap();
-                l
-            };
-            (loss, t.grads.as_slice().to_vec())
-        };
-        let (l1, g1) = run(&mut t, false);
-        let (l2, g2) = run(&mut t, true);
+        let rows = batch.rows().len();
+        let params = t.params.clone();
+        let plain = params.weights();
+        let w = plain.with_transposed(&tr).unwrap();
+        t.grads.reset(27).unwrap();
+        let l1 = forward::<C, f32, Scalar>(&plain, &batch, &mut t.acts).unwrap();
+        backward::<C, f32, Scalar>(&plain, &batch, &mut t.acts, t.grads.as_mut_slice(), rows).unwrap();
+        let g1 = t.grads.as_slice().to_vec();
+        t.grads.reset(27).unwrap();
+        let l2 = forward::<C, f32, Simd>(&w, &batch, &mut t.acts).unwrap();
+        backward::<C, f32, Simd>(&w, &batch, &mut t.acts, t.grads.as_mut_slice(), rows).unwrap();
+        let g2 = t.grads.as_slice();
         assert!((l1 - l2).abs() < 1e-5, "{} loss: {l1} vs {l2}", C::NAME);
-        assert!(
-            rel(&g2, &g1) < 1e-5,
-            "{} gradients differ by {}",
-            C::NAME,
-            rel(&g2, &g1)
-        );
+        assert!(rel(g2, &g1) < 1e-5, "{} gradients differ by {}", C::NAME, rel(g2, &g1));
     }
 
     #[test]

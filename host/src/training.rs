@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use microgpt_core::{Adam, AdamConfig, Config, Params, PyRandom, Vocab, linear_decay};
+use microgpt_core::{AdamConfig, Config, Params, PyRandom, Vocab, linear_decay};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::dataset::{Dataset, split};
 use crate::model_file::{encode, write_atomic};
-use crate::parallel::{Workers, mean_loss};
+use crate::parallel::ParallelTrainer;
 use crate::progress::Progress;
 
 /// What to train, and how.
@@ -90,56 +90,32 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     let (train_docs, val_docs, mut rng) = split(&data.docs, opts.seed);
     let mut params: Box<Params<C>> = bytemuck::zeroed_box();
     params.init(vocab.len(), &mut rng)?;
-    let mut adam: Box<Adam<C>> = bytemuck::zeroed_box();
+    let mut trainer = ParallelTrainer::<C>::new(params, opts.threads)?;
     let mut start = 0;
 
     let ckpt = opts.out.as_deref().map(checkpoint_path);
     if opts.resume {
-        let path = ckpt
-            .as_deref()
-            .context("--resume needs --out: it continues from <out>.ckpt")?;
-        start = load_checkpoint::<C>(path, &mut params, &mut adam, &vocab, opts, train_docs.len())?;
+        let path = ckpt.as_deref().context("--resume needs --out: it continues from <out>.ckpt")?;
+        start = load_checkpoint(path, &mut trainer, &vocab, opts, train_docs.len())?;
         eprintln!("resuming from {} at step {start}", path.display());
     }
-    ensure!(
-        start <= opts.steps,
-        "the checkpoint is at step {start}, past --steps {}",
-        opts.steps
-    );
-    let end = opts
-        .stop_after
-        .map_or(opts.steps, |n| (start + n).min(opts.steps));
+    ensure!(start <= opts.steps, "the checkpoint is at step {start}, past --steps {}", opts.steps);
+    let end = opts.stop_after.map_or(opts.steps, |n| (start + n).min(opts.steps));
 
-    let mut workers = Workers::<C>::new(opts.threads.min(opts.batch));
     let val_names: Vec<&str> = val_docs.iter().map(String::as_str).collect();
     let mut curve = (Vec::new(), Vec::new());
     let mut progress = Progress::new(start, opts.steps, &opts.label);
     let mut names: Vec<&str> = Vec::with_capacity(opts.batch);
     for step in start..end {
         names.clear();
-        names.extend(
-            (0..opts.batch)
-                .map(|i| train_docs[(step * opts.batch + i) % train_docs.len()].as_str()),
-        );
-        let loss = workers.step(&params.weights(), &vocab, &names)?;
+        names.extend((0..opts.batch).map(|i| train_docs[(step * opts.batch + i) % train_docs.len()].as_str()));
+        let loss = trainer.step(&vocab, &names, linear_decay(opts.adam.lr, step, opts.steps), &opts.adam)?;
         if !loss.is_finite() {
-            bail!(
-                "training diverged at step {} (loss {}); try a lower --lr",
-                step + 1,
-                loss
-            );
+            bail!("training diverged at step {} (loss {loss}); try a lower --lr", step + 1);
         }
-        adam.update(
-            params.as_mut_slice(),
-            workers.grads(),
-            linear_decay(opts.adam.lr, step, opts.steps),
-            &opts.adam,
-        )?;
         let done = step + 1;
         let val = match opts.eval_every {
-            Some(n) if done.is_multiple_of(n) || done == end => {
-                mean_loss(&mut workers, &params.weights(), &vocab, &val_names)?
-            }
+            Some(n) if done.is_multiple_of(n) || done == end => trainer.eval(&vocab, &val_names)?,
             _ => None,
         };
         curve.0.push((done, loss));
@@ -151,26 +127,20 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     let seconds = progress.finish().as_secs_f64();
 
     let every = train_docs.len().div_ceil(opts.train_loss_names.max(1));
-    let train_names: Vec<&str> = train_docs
-        .iter()
-        .step_by(every)
-        .map(String::as_str)
-        .collect();
-    let mut eval_workers = Workers::<C>::new(opts.threads);
-    let train_loss = mean_loss(&mut eval_workers, &params.weights(), &vocab, &train_names)?;
-    let val_loss = mean_loss(&mut eval_workers, &params.weights(), &vocab, &val_names)?;
+    let train_names: Vec<&str> = train_docs.iter().step_by(every).map(String::as_str).collect();
+    let train_loss = trainer.eval(&vocab, &train_names)?;
+    let val_loss = trainer.eval(&vocab, &val_names)?;
     if let Some(out) = &opts.out {
-        write_atomic(out, &encode(&vocab, &params.weights())?)?;
+        write_atomic(out, &encode(&vocab, &trainer.params().weights())?)?;
         if let Some(ckpt) = &ckpt {
-            save_checkpoint::<C>(ckpt, &params, &adam, &vocab, opts, end, train_docs.len())?;
+            save_checkpoint(ckpt, &trainer, &vocab, opts, end, train_docs.len())?;
         }
     }
     if let Some(plot) = &opts.plot {
-        crate::plot::loss_curve(plot, &curve.0, &curve.1)
-            .with_context(|| format!("cannot plot the losses to {}", plot.display()))?;
+        crate::plot::loss_curve(plot, &curve.0, &curve.1).with_context(|| format!("cannot plot the losses to {}", plot.display()))?;
     }
     Ok(Trained {
-        params,
+        params: trainer.into_params(),
         vocab,
         rng,
         train_loss,
@@ -201,13 +171,13 @@ fn run_identity<C: Config>(
 /// Writes the weights, Adam's moments and the step, atomically, as safetensors.
 fn save_checkpoint<C: Config>(
     path: &Path,
-    params: &Params<C>,
-    adam: &Adam<C>,
+    trainer: &ParallelTrainer<C>,
     vocab: &Vocab,
     opts: &TrainOptions,
     step: usize,
     train_docs: usize,
 ) -> Result<()> {
+    let (params, adam) = (trainer.params(), trainer.adam());
     let n = params.as_slice().len();
     let (m, v) = adam.moments(n);
     fn view(x: &[f32]) -> Result<TensorView<'_>, safetensors::SafeTensorError> {
@@ -232,8 +202,7 @@ fn save_checkpoint<C: Config>(
 /// Restores a checkpoint written by the same kind of run; returns its step.
 fn load_checkpoint<C: Config>(
     path: &Path,
-    params: &mut Params<C>,
-    adam: &mut Adam<C>,
+    trainer: &mut ParallelTrainer<C>,
     vocab: &Vocab,
     opts: &TrainOptions,
     train_docs: usize,
@@ -266,8 +235,7 @@ fn load_checkpoint<C: Config>(
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect())
     };
-    params.copy_from(vocab.len(), &floats("params")?)?;
     let steps: u32 = get("adam_steps")?.parse().map_err(|_| bad("adam_steps"))?;
-    adam.restore(&floats("adam_m")?, &floats("adam_v")?, steps)?;
+    trainer.restore(vocab.len(), &floats("params")?, &floats("adam_m")?, &floats("adam_v")?, steps)?;
     get("step")?.parse().map_err(|_| bad("step"))
 }
