@@ -61,7 +61,7 @@ impl Dims {
         2 * self.layers * self.block * self.embd
             + 4 * self.embd
             + self.mlp
-            + self.block
+            + self.heads * self.block
             + self.vocab
     }
 
@@ -77,9 +77,9 @@ impl Dims {
     }
 
     /// Floats of training activations for `rows` rows: [`Self::acts_per_row`] each, plus
-    /// one attention-gradient vector of the context length.
+    /// the attention gradient of one row (heads × block).
     pub const fn acts_len(&self, rows: usize) -> usize {
-        rows * self.acts_per_row() + self.block
+        rows * self.acts_per_row() + self.heads * self.block
     }
 
     /// Whether the shape is one this crate can run: heads divide the width, and every
@@ -89,6 +89,7 @@ impl Dims {
             && self.vocab <= crate::tokenizer::MAX_TOKENS
             && self.embd > 0
             && self.heads > 0
+            && self.heads <= crate::ops::MAX_HEADS
             && self.embd.is_multiple_of(self.heads)
             && self.layers > 0
             && self.block > 0

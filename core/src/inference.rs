@@ -2,7 +2,7 @@
 //!
 //! [`Decoder`] is microgpt's `gpt(token_id, pos_id, keys, values)` with the lists of
 //! keys and values replaced by one array sized at compile time: `C::DECODER_BYTES`
-//! (2,760 bytes for [`Micro`](crate::Micro)). The weights are only borrowed, so on a
+//! (2,924 bytes for [`Micro`](crate::Micro)). The weights are only borrowed, so on a
 //! microcontroller they can stay in flash.
 
 use bytemuck::Zeroable;
@@ -71,7 +71,7 @@ impl<C: Config, F: Float> Decoder<C, F> {
         let (q, rest) = rest.split_at_mut(e);
         let (y, rest) = rest.split_at_mut(e);
         let (h, rest) = rest.split_at_mut(d.mlp);
-        let (att, rest) = rest.split_at_mut(t);
+        let (att, rest) = rest.split_at_mut(d.heads * t);
         let logits = &mut rest[..d.vocab];
 
         let (tok, wpe) = (&w.wte()[token * e..][..e], &w.wpe()[pos * e..][..e]);
@@ -91,17 +91,21 @@ impl<C: Config, F: Float> Decoder<C, F> {
             K::matvec(q, lw.wq, xn);
             K::matvec(&mut keys[pos * e..][..e], lw.wk, xn);
             K::matvec(&mut values[pos * e..][..e], lw.wv, xn);
-            for hh in 0..d.heads {
-                let qh = &q[hh * hd..][..hd];
-                let att = &mut att[..=pos];
-                for (s, a) in att.iter_mut().enumerate() {
-                    *a = K::dot(qh, &keys[s * e + hh * hd..][..hd]) * scale;
+            // Every head's scores, then their softmaxes, then their weighted sums, as in
+            // the training forward.
+            let (n, att) = (pos + 1, &mut att[..d.heads * t]);
+            for s in 0..n {
+                let ks = &keys[s * e..][..e];
+                for (h, (qh, kh)) in q.chunks_exact(hd).zip(ks.chunks_exact(hd)).enumerate() {
+                    att[h * t + s] = K::dot(qh, kh) * scale;
                 }
-                K::softmax(att);
-                let yh = &mut y[hh * hd..][..hd];
-                yh.fill(F::ZERO);
-                for (s, &a) in att.iter().enumerate() {
-                    K::axpy(a, &values[s * e + hh * hd..][..hd], yh);
+            }
+            K::softmax_rows(att, t, n);
+            y.fill(F::ZERO);
+            for s in 0..n {
+                let vs = &values[s * e..][..e];
+                for (h, (yh, vh)) in y.chunks_exact_mut(hd).zip(vs.chunks_exact(hd)).enumerate() {
+                    K::axpy(att[h * t + s], vh, yh);
                 }
             }
             K::matvec(xn, lw.wo, y);

@@ -61,6 +61,15 @@ pub trait Kernels<F: Float> {
     /// In-place softmax: `x[i] = exp(x[i] - max) / Σ exp(x[j] - max)`.
     fn softmax(x: &mut [F]);
 
+    /// [`Kernels::softmax`] of the first `n` values of every `stride` values of `x`.
+    /// Rows are independent, and kernels may interleave them.
+    fn softmax_rows(x: &mut [F], stride: usize, n: usize) {
+        for row in x.chunks_mut(stride) {
+            let n = n.min(row.len());
+            Self::softmax(&mut row[..n]);
+        }
+    }
+
     /// `out = x·s` with `s = (mean(x²) + 1e-5)^-1/2`; returns `s`.
     fn rmsnorm(out: &mut [F], x: &[F]) -> F;
 

@@ -8,6 +8,9 @@
 use crate::batch::Row;
 use crate::config::Dims;
 use crate::float::Float;
+
+/// The most attention heads a model may have (the backward keeps one value per head).
+pub const MAX_HEADS: usize = 64;
 use crate::kernels::Kernels;
 
 /// Token plus position embedding: `x0[r] = wte[token[r]] + wpe[pos[r]]`. (R, E)
@@ -100,31 +103,29 @@ pub fn residual_forward<F: Float>(out: &mut [F], x: &[F]) {
 ///
 /// For row `r` at position `p`, head `h`: `att[s] = softmax_s(q_h[r]·k_h[r-p+s] / √D)`
 /// over `s ≤ p`, and `y_h[r] = Σ_s att[s]·v_h[r-p+s]`. q, k, v, y: (R, E); att: (R, H, T).
+/// Each phase runs over every head before the next phase: the heads are independent,
+/// and side by side they keep the processor busy.
 #[inline]
-pub fn attention_forward<F: Float, K: Kernels<F>>(
-    y: &mut [F],
-    att: &mut [F],
-    q: &[F],
-    k: &[F],
-    v: &[F],
-    rows: &[Row],
-    dims: &Dims,
-) {
+pub fn attention_forward<F: Float, K: Kernels<F>>(y: &mut [F], att: &mut [F], q: &[F], k: &[F], v: &[F], rows: &[Row], dims: &Dims) {
     let (e, d, t) = (dims.embd, dims.head_dim(), dims.block);
     let scale = F::ONE / F::from_usize(d).sqrt();
     for (r, row) in rows.iter().enumerate() {
-        let (p, start) = (row.pos as usize, r - row.pos as usize);
-        for h in 0..dims.heads {
-            let qh = &q[r * e + h * d..][..d];
-            let a = &mut att[(r * dims.heads + h) * t..][..=p];
-            for (s, a) in a.iter_mut().enumerate() {
-                *a = K::dot(qh, &k[(start + s) * e + h * d..][..d]) * scale;
+        let (n, start) = (row.pos as usize + 1, r - row.pos as usize);
+        let att = &mut att[r * dims.heads * t..][..dims.heads * t];
+        let qr = &q[r * e..][..e];
+        for s in 0..n {
+            let ks = &k[(start + s) * e..][..e];
+            for (h, (qh, kh)) in qr.chunks_exact(d).zip(ks.chunks_exact(d)).enumerate() {
+                att[h * t + s] = K::dot(qh, kh) * scale;
             }
-            K::softmax(a);
-            let yh = &mut y[r * e + h * d..][..d];
-            yh.fill(F::ZERO);
-            for (s, &a) in a.iter().enumerate() {
-                K::axpy(a, &v[(start + s) * e + h * d..][..d], yh);
+        }
+        K::softmax_rows(att, t, n);
+        let yr = &mut y[r * e..][..e];
+        yr.fill(F::ZERO);
+        for s in 0..n {
+            let vs = &v[(start + s) * e..][..e];
+            for (h, (yh, vh)) in yr.chunks_exact_mut(d).zip(vs.chunks_exact(d)).enumerate() {
+                K::axpy(att[h * t + s], vh, yh);
             }
         }
     }
@@ -132,7 +133,7 @@ pub fn attention_forward<F: Float, K: Kernels<F>>(
 
 /// The backward of [`attention_forward`]: through the weighted sum, the softmax
 /// (`dscore = att·(datt - ⟨att, datt⟩)`) and the scaled dot products. `datt` is a
-/// scratch vector of length T.
+/// scratch of H × T.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn attention_backward<F: Float, K: Kernels<F>>(
@@ -148,25 +149,31 @@ pub fn attention_backward<F: Float, K: Kernels<F>>(
     rows: &[Row],
     dims: &Dims,
 ) {
-    let (e, d, t) = (dims.embd, dims.head_dim(), dims.block);
+    let (e, d, t, heads) = (dims.embd, dims.head_dim(), dims.block, dims.heads);
     let scale = F::ONE / F::from_usize(d).sqrt();
+    let mut means = [F::ZERO; MAX_HEADS];
     for (r, row) in rows.iter().enumerate() {
-        let (p, start) = (row.pos as usize, r - row.pos as usize);
-        for h in 0..dims.heads {
-            let a = &att[(r * dims.heads + h) * t..][..=p];
-            let dyh = &dy[r * e + h * d..][..d];
-            let datt = &mut datt[..=p];
-            for (s, (da, &a)) in datt.iter_mut().zip(a).enumerate() {
-                let at = (start + s) * e + h * d;
-                *da = K::dot(dyh, &v[at..][..d]);
-                K::axpy(a, dyh, &mut dv[at..][..d]);
+        let (n, start) = (row.pos as usize + 1, r - row.pos as usize);
+        let att = &att[r * heads * t..][..heads * t];
+        let (qr, dyr) = (&q[r * e..][..e], &dy[r * e..][..e]);
+        for s in 0..n {
+            let (vs, dvs) = (&v[(start + s) * e..][..e], &mut dv[(start + s) * e..][..e]);
+            for (h, ((dyh, vh), dvh)) in dyr.chunks_exact(d).zip(vs.chunks_exact(d)).zip(dvs.chunks_exact_mut(d)).enumerate() {
+                datt[h * t + s] = K::dot(dyh, vh);
+                K::axpy(att[h * t + s], dyh, dvh);
             }
-            let mean = K::dot(a, datt);
-            for (s, (&da, &a)) in datt.iter().zip(a).enumerate() {
-                let at = (start + s) * e + h * d;
-                let ds = a * (da - mean) * scale;
-                K::axpy(ds, &k[at..][..d], &mut dq[r * e + h * d..][..d]);
-                K::axpy(ds, &q[r * e + h * d..][..d], &mut dk[at..][..d]);
+        }
+        for (h, mean) in means[..heads].iter_mut().enumerate() {
+            *mean = K::dot(&att[h * t..][..n], &datt[h * t..][..n]);
+        }
+        let dqr = &mut dq[r * e..][..e];
+        for s in 0..n {
+            let (ks, dks) = (&k[(start + s) * e..][..e], &mut dk[(start + s) * e..][..e]);
+            let heads = dqr.chunks_exact_mut(d).zip(qr.chunks_exact(d)).zip(ks.chunks_exact(d)).zip(dks.chunks_exact_mut(d));
+            for (h, (((dqh, qh), kh), dkh)) in heads.enumerate() {
+                let ds = att[h * t + s] * (datt[h * t + s] - means[h]) * scale;
+                K::axpy(ds, kh, dqh);
+                K::axpy(ds, qh, dkh);
             }
         }
     }
@@ -177,8 +184,8 @@ pub fn attention_backward<F: Float, K: Kernels<F>>(
 #[inline]
 pub fn crossentropy_forward<F: Float, K: Kernels<F>>(probs: &mut [F], rows: &[Row], v: usize) -> F {
     let mut nll = F::ZERO;
-    for (p, row) in probs.chunks_exact_mut(v).zip(rows) {
-        K::softmax(p);
+    K::softmax_rows(probs, v, v);
+    for (p, row) in probs.chunks_exact(v).zip(rows) {
         // Clamped so that a vanishing probability gives a large loss, not infinity.
         nll -= p[row.target as usize].max(F::MIN_POSITIVE).ln();
     }

@@ -258,7 +258,9 @@ impl<'a, C: Config, F: Float> Weights<'a, C, F> {
 
     /// The shape, with the vocabulary in use.
     pub fn dims(&self) -> Dims {
-        self.layout.dims
+        // Built from the config's constants, so that the model code sees every
+        // dimension but the vocabulary as a constant, and the compiler can unroll.
+        C::DIMS.with_vocab(self.layout.dims.vocab)
     }
 
     /// The whole block.

@@ -73,7 +73,7 @@ impl<C: Config, F: Float> Acts<C, F> {
             dv: carve(&mut rest, r * e),
             dy: carve(&mut rest, r * e),
             da: carve(&mut rest, r * d.mlp),
-            datt: carve(&mut rest, d.block),
+            datt: carve(&mut rest, d.heads * d.block),
         }
     }
 }

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use microgpt_core::{AdamConfig, Config, Decoder, PyRandom, Scalar, Vocab, Weights, generate};
+use microgpt::simd::Simd;
+use microgpt_core::{AdamConfig, Config, Decoder, Kernels, PyRandom, Scalar, Transposed, Vocab, Weights, generate};
 
 use microgpt::dataset::Dataset;
 use microgpt::model_file::{ModelConfig, WeightBytes, weights_of, write_atomic};
@@ -136,6 +137,10 @@ struct SampleArgs {
     /// Start every name with these characters.
     #[arg(long, default_value = "")]
     prefix: String,
+    /// Use the SIMD kernels (fused multiply-adds, a vector exp): faster, but a name can
+    /// differ from what the firmware and the default kernels give.
+    #[arg(long)]
+    fast: bool,
 }
 
 #[derive(Args)]
@@ -222,7 +227,7 @@ fn loss_text(loss: Option<f64>) -> String {
 }
 
 /// Writes `count` names to stdout with the scalar kernels (the firmware's bits).
-fn print_names<C: Config>(
+fn print_names<C: Config, K: Kernels<f32>>(
     w: &Weights<'_, C>,
     vocab: &Vocab,
     rng: &mut PyRandom,
@@ -231,11 +236,11 @@ fn print_names<C: Config>(
     prefix: &str,
 ) -> Result<()> {
     let mut decoder = Decoder::<C>::new();
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut name = String::new();
     for _ in 0..count {
         name.clear();
-        generate::<C, f32, Scalar, _, _>(
+        generate::<C, f32, K, _, _>(
             &mut decoder,
             w,
             vocab,
@@ -246,6 +251,7 @@ fn print_names<C: Config>(
         )?;
         writeln!(out, "{name}")?;
     }
+    out.flush()?;
     Ok(())
 }
 
@@ -280,7 +286,7 @@ fn main_job() -> Result<()> {
     let start = std::time::Instant::now();
     let mut t = train::<microgpt_core::Micro>(&data, &opts)?;
     writeln!(std::io::stdout(), "--- 20 names at temperature 0.5 ---")?;
-    print_names(&t.params.weights(), &t.vocab, &mut t.rng, 20, 0.5, "")?;
+    print_names::<_, Scalar>(&t.params.weights(), &t.vocab, &mut t.rng, 20, 0.5, "")?;
     writeln!(
         std::io::stdout(),
         "train loss {} ({} of {} names) | val loss {} ({} names) | trained in {:.3} s, {:.3} s in all",
@@ -357,14 +363,14 @@ fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) 
             file.vocab().chars().iter().collect::<String>()
         );
     }
-    print_names(
-        &w,
-        file.vocab(),
-        &mut PyRandom::new(a.seed),
-        a.count,
-        a.temperature,
-        &a.prefix,
-    )
+    let mut rng = PyRandom::new(a.seed);
+    if a.fast {
+        let mut t: Box<Transposed<C>> = bytemuck::zeroed_box();
+        t.refresh(&w);
+        print_names::<C, Simd>(&w.with_transposed(&t)?, file.vocab(), &mut rng, a.count, a.temperature, &a.prefix)
+    } else {
+        print_names::<C, Scalar>(&w, file.vocab(), &mut rng, a.count, a.temperature, &a.prefix)
+    }
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {

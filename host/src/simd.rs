@@ -12,7 +12,7 @@
 //! weight gradient the inputs. No product needs a horizontal sum.
 
 use microgpt_core::{AdamStep, Kernels, Matrix, Scalar};
-use wide::f32x8;
+use wide::{f32x4, f32x8, i32x8};
 
 /// Kernels over 8 lanes of `f32`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -27,6 +27,58 @@ fn load(s: &[f32]) -> f32x8 {
 #[inline(always)]
 fn store(s: &mut [f32], v: f32x8) {
     s[..8].copy_from_slice(v.as_array());
+}
+
+/// `e^x` in 8 lanes: Cephes' `expf`, a degree-7 polynomial on `x - n·ln 2` scaled by
+/// `2^n`. Within 2 ulp of `libm`'s `expf` on the range softmax uses (see the tests),
+/// and 0 below -86: the result would be near the denormals, whose arithmetic is very
+/// slow, and next to the largest term of a softmax (1) it is nothing.
+#[inline(always)]
+fn exp(x: f32x8) -> f32x8 {
+    let xc = x.max(f32x8::splat(-86.0)).min(f32x8::splat(88.0));
+    let n = (xc * f32x8::splat(std::f32::consts::LOG2_E)).round();
+    // ln 2 in two parts, so that r = x - n·ln 2 keeps its low bits.
+    let r = n.mul_neg_add(f32x8::splat(0.693_359_4), xc);
+    let r = n.mul_neg_add(f32x8::splat(-2.121_944_4e-4), r);
+    let mut p = f32x8::splat(1.987_569_1e-4);
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+        p = p.mul_add(r, f32x8::splat(c));
+    }
+    let y = p.mul_add(r * r, r) + f32x8::splat(1.0);
+    let scale: f32x8 = bytemuck::cast((n.fast_round_int() + i32x8::splat(127)) << 23);
+    x.simd_lt(f32x8::splat(-86.0)).select(f32x8::ZERO, y * scale)
+}
+
+/// Up to 8 values in one register, `-inf` past the end.
+#[inline(always)]
+fn padded(x: &[f32]) -> f32x8 {
+    // Element by element: a copy of variable length would call memcpy.
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    for (l, &v) in lanes.iter_mut().zip(x) {
+        *l = v;
+    }
+    f32x8::new(lanes)
+}
+
+/// The largest lane.
+#[inline(always)]
+fn hmax(v: f32x8) -> f32 {
+    let a = v.to_array();
+    let m = [a[0].max(a[4]), a[1].max(a[5]), a[2].max(a[6]), a[3].max(a[7])];
+    m[0].max(m[2]).max(m[1].max(m[3]))
+}
+
+/// Softmax of `R` rows of up to 8 values, each in one register, phase by phase.
+#[inline(always)]
+fn softmax_short<const R: usize>(rows: &mut [&mut [f32]; R]) {
+    let v: [f32x8; R] = core::array::from_fn(|i| padded(rows[i]));
+    let e: [f32x8; R] = core::array::from_fn(|i| exp(v[i] - f32x8::splat(hmax(v[i]))));
+    let p: [f32x8; R] = core::array::from_fn(|i| e[i] * f32x8::splat(1.0 / e[i].reduce_add()));
+    for (row, p) in rows.iter_mut().zip(p) {
+        for (x, &p) in row.iter_mut().zip(p.as_array()) {
+            *x = p;
+        }
+    }
 }
 
 /// The coefficients of a product: `coef(a, k) = data[a * a_stride + k * k_stride]`.
@@ -47,60 +99,98 @@ impl Coef<'_> {
 /// `out[a, j] += Σ_k coef(a, k) · vecs[k, j]` for `a < out.len() / width`,
 /// `k < vecs.len() / width`: a product of a small matrix of coefficients with a matrix
 /// of row vectors, both row major, `width` columns wide.
+///
+/// Rows go in blocks of 4, which give 8 independent accumulators over 16 columns; a
+/// lone row splits the sum over `k` into 4 partial sums instead, so that the fused
+/// multiply-adds never wait on each other.
 fn gemm(out: &mut [f32], width: usize, coef: Coef<'_>, vecs: &[f32]) {
     let rows = out.len() / width;
     let mut a = 0;
     while a + 4 <= rows {
-        gemm_rows::<4>(out, width, a, coef, vecs);
+        gemm_rows::<4, 1>(out, width, a, coef, vecs);
         a += 4;
     }
     while a < rows {
-        gemm_rows::<1>(out, width, a, coef, vecs);
+        gemm_rows::<1, 4>(out, width, a, coef, vecs);
         a += 1;
     }
 }
 
-/// [`gemm`] for the `A` output rows from `a0`: blocks of 16 columns (two registers per
-/// row, `2A` accumulators), then 8, then the scalar tail.
+/// [`gemm`] for the `A` output rows from `a0`, with the sum over `k` split into `P`
+/// partial sums: blocks of 16 columns (two registers per row and partial sum), then 8,
+/// then the scalar tail.
 #[inline(always)]
-fn gemm_rows<const A: usize>(out: &mut [f32], width: usize, a0: usize, coef: Coef<'_>, vecs: &[f32]) {
+fn gemm_rows<const A: usize, const P: usize>(out: &mut [f32], width: usize, a0: usize, coef: Coef<'_>, vecs: &[f32]) {
     let ks = vecs.len() / width;
+    // Offsets of the coefficients (a0 + r, k), advanced along k by additions.
+    let start: [usize; A] = core::array::from_fn(|r| (a0 + r) * coef.a_stride);
+    let c = |offs: &[usize; A], r: usize, p: usize| f32x8::splat(coef.data[offs[r] + p * coef.k_stride]);
     let mut j = 0;
     while j + 16 <= width {
-        let mut acc = [[f32x8::ZERO; 2]; A];
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let o = &out[(a0 + r) * width + j..];
+        let mut acc = [[[f32x8::ZERO; 2]; A]; P];
+        for (r, acc) in acc[0].iter_mut().enumerate() {
+            let o = &out[(a0 + r) * width + j..][..16];
             *acc = [load(o), load(&o[8..])];
         }
-        for k in 0..ks {
-            let v = &vecs[k * width + j..];
+        let (mut k, mut offs) = (0, start);
+        while k + P <= ks {
+            for (p, acc) in acc.iter_mut().enumerate() {
+                let v = &vecs[(k + p) * width + j..][..16];
+                let (v0, v1) = (load(v), load(&v[8..]));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let c = c(&offs, r, p);
+                    acc[0] = c.mul_add(v0, acc[0]);
+                    acc[1] = c.mul_add(v1, acc[1]);
+                }
+            }
+            offs.iter_mut().for_each(|o| *o += P * coef.k_stride);
+            k += P;
+        }
+        while k < ks {
+            let v = &vecs[k * width + j..][..16];
             let (v0, v1) = (load(v), load(&v[8..]));
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let c = f32x8::splat(coef.at(a0 + r, k));
+            for (r, acc) in acc[0].iter_mut().enumerate() {
+                let c = c(&offs, r, 0);
                 acc[0] = c.mul_add(v0, acc[0]);
                 acc[1] = c.mul_add(v1, acc[1]);
             }
+            offs.iter_mut().for_each(|o| *o += coef.k_stride);
+            k += 1;
         }
-        for (r, acc) in acc.iter().enumerate() {
-            let o = &mut out[(a0 + r) * width + j..];
-            store(o, acc[0]);
-            store(&mut o[8..], acc[1]);
+        for r in 0..A {
+            let (s0, s1) = acc.iter().fold((f32x8::ZERO, f32x8::ZERO), |(x, y), p| (x + p[r][0], y + p[r][1]));
+            let o = &mut out[(a0 + r) * width + j..][..16];
+            store(o, s0);
+            store(&mut o[8..], s1);
         }
         j += 16;
     }
     if j + 8 <= width {
-        let mut acc = [f32x8::ZERO; A];
-        for (r, acc) in acc.iter_mut().enumerate() {
+        let mut acc = [[f32x8::ZERO; A]; P];
+        for (r, acc) in acc[0].iter_mut().enumerate() {
             *acc = load(&out[(a0 + r) * width + j..]);
         }
-        for k in 0..ks {
-            let v = load(&vecs[k * width + j..]);
-            for (r, acc) in acc.iter_mut().enumerate() {
-                *acc = f32x8::splat(coef.at(a0 + r, k)).mul_add(v, *acc);
+        let (mut k, mut offs) = (0, start);
+        while k + P <= ks {
+            for (p, acc) in acc.iter_mut().enumerate() {
+                let v = load(&vecs[(k + p) * width + j..]);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    *acc = c(&offs, r, p).mul_add(v, *acc);
+                }
             }
+            offs.iter_mut().for_each(|o| *o += P * coef.k_stride);
+            k += P;
         }
-        for (r, acc) in acc.iter().enumerate() {
-            store(&mut out[(a0 + r) * width + j..], *acc);
+        while k < ks {
+            let v = load(&vecs[k * width + j..]);
+            for (r, acc) in acc[0].iter_mut().enumerate() {
+                *acc = c(&offs, r, 0).mul_add(v, *acc);
+            }
+            offs.iter_mut().for_each(|o| *o += coef.k_stride);
+            k += 1;
+        }
+        for r in 0..A {
+            store(&mut out[(a0 + r) * width + j..], acc.iter().fold(f32x8::ZERO, |x, p| x + p[r]));
         }
         j += 8;
     }
@@ -120,8 +210,11 @@ impl Kernels<f32> for Simd {
 
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
+        if n == 4 {
+            // Attention heads of 4, as in microgpt: one 4-lane product.
+            return (f32x4::new([a[0], a[1], a[2], a[3]]) * f32x4::new([b[0], b[1], b[2], b[3]])).reduce_add();
+        }
         if n < 8 {
-            // Attention heads are narrow: skip the vector setup and the horizontal sum.
             return <Scalar as Kernels<f32>>::dot(a, b);
         }
         let split = n - n % 8;
@@ -134,6 +227,11 @@ impl Kernels<f32> for Simd {
 
     fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
         let n = x.len().min(y.len());
+        if n == 4 {
+            let v = f32x4::splat(alpha).mul_add(f32x4::new([x[0], x[1], x[2], x[3]]), f32x4::new([y[0], y[1], y[2], y[3]]));
+            y[..4].copy_from_slice(v.as_array());
+            return;
+        }
         if n < 8 {
             return <Scalar as Kernels<f32>>::axpy(alpha, x, y);
         }
@@ -145,42 +243,61 @@ impl Kernels<f32> for Simd {
         <Scalar as Kernels<f32>>::axpy(alpha, &x[split..n], &mut y[split..n]);
     }
 
-    /// Softmax with `wide`'s vector `exp`, within 1 ulp of `libm`'s `expf` (see the
-    /// tests). Lanes past the end are `-inf`, whose `exp` is 0.
+    /// Softmax with the vector [`exp`]. Lanes past the end are `-inf`, whose `exp` is 0.
     fn softmax(x: &mut [f32]) {
         let n = x.len();
         if n <= 8 {
-            // Attention rows are short: one register, no loop.
-            let mut lanes = [f32::NEG_INFINITY; 8];
-            lanes[..n].copy_from_slice(x);
-            let max = lanes.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let e = (f32x8::new(lanes) - f32x8::splat(max)).exp();
-            let p = e * f32x8::splat(1.0 / e.reduce_add());
-            x.copy_from_slice(&p.as_array()[..n]);
-            return;
+            return softmax_short(&mut [x]);
         }
         let split = n - n % 8;
         let mut maxes = f32x8::splat(f32::NEG_INFINITY);
         for c in x[..split].chunks_exact(8) {
-            maxes = maxes.max(load(c));
+            maxes = maxes.fast_max(load(c));
         }
-        let max = x[split..].iter().fold(maxes.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max), |m, &v| m.max(v));
-        let m = f32x8::splat(max);
+        let tail = padded(&x[split..]);
+        let m = f32x8::splat(hmax(maxes.fast_max(tail)));
         let mut total = f32x8::ZERO;
         for c in x[..split].chunks_exact_mut(8) {
-            let e = (load(c) - m).exp();
+            let e = exp(load(c) - m);
             total += e;
             store(c, e);
         }
-        let mut tail = [f32::NEG_INFINITY; 8];
-        tail[..n - split].copy_from_slice(&x[split..]);
-        let e = (f32x8::new(tail) - m).exp();
+        let e = exp(tail - m);
         total += e;
         let inv = f32x8::splat(1.0 / total.reduce_add());
         for c in x[..split].chunks_exact_mut(8) {
             store(c, load(c) * inv);
         }
-        x[split..].copy_from_slice(&(e * inv).as_array()[..n - split]);
+        for (v, &p) in x[split..].iter_mut().zip((e * inv).as_array()) {
+            *v = p;
+        }
+    }
+
+    /// Short rows (attention over up to 8 positions) go four at a time, one register
+    /// each, so that their dependency chains overlap.
+    fn softmax_rows(x: &mut [f32], stride: usize, n: usize) {
+        if n > 8 {
+            x.chunks_mut(stride).for_each(|row| {
+                let n = n.min(row.len());
+                Self::softmax(&mut row[..n])
+            });
+            return;
+        }
+        let mut rows = x.chunks_mut(stride).map(|row| {
+            let n = n.min(row.len());
+            &mut row[..n]
+        });
+        loop {
+            match (rows.next(), rows.next(), rows.next(), rows.next()) {
+                (Some(a), Some(b), Some(c), Some(d)) => softmax_short(&mut [a, b, c, d]),
+                (a, b, c, _) => {
+                    for row in [a, b, c].into_iter().flatten() {
+                        softmax_short(&mut [row]);
+                    }
+                    return;
+                }
+            }
+        }
     }
 
     fn rmsnorm(out: &mut [f32], x: &[f32]) -> f32 {
@@ -281,6 +398,24 @@ mod tests {
         let mut p = [0.0f32, -200.0, -1e30, f32::MIN];
         Simd::softmax(&mut p);
         assert_eq!(p, [1.0, 0.0, 0.0, 0.0]);
+    }
+
+    /// The fast exp against libm's, over the range softmax feeds it (x ≤ 0).
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut worst = 0;
+        let mut x = -85.9f32;
+        while x <= 0.0 {
+            let lanes: [f32; 8] = core::array::from_fn(|i| x - i as f32 * 1e-4);
+            for (got, &x) in exp(f32x8::new(lanes)).to_array().iter().zip(&lanes) {
+                worst = worst.max((got.to_bits() as i64 - libm::expf(x).to_bits() as i64).abs());
+            }
+            x += 1.37e-3;
+        }
+        println!("fast exp: at most {worst} ulp from libm's expf");
+        assert!(worst <= 2, "the fast exp is {worst} ulp from libm");
+        assert_eq!(exp(f32x8::splat(-86.5)).to_array(), [0.0; 8]);
+        assert_eq!(exp(f32x8::splat(f32::NEG_INFINITY)).to_array(), [0.0; 8]);
     }
 
     #[test]
