@@ -10,7 +10,6 @@ use std::marker::PhantomData;
 
 use anyhow::{Result, anyhow};
 use microgpt_core::{Acts, Adam, AdamConfig, Batch, Config, Kernels, Params, Transposed, Vocab, Weights, backward, forward};
-use rayon::prelude::*;
 
 use crate::simd::Simd;
 
@@ -19,6 +18,8 @@ struct Worker<C: Config> {
     acts: Box<Acts<C>>,
     grads: Box<Params<C>>,
     batch: Batch<C>,
+    /// What the worker's share of the last job gave.
+    result: Result<f64>,
 }
 
 /// Workers for up to `threads` threads, with kernels `K`.
@@ -29,13 +30,13 @@ pub struct Workers<C: Config, K = Simd> {
 }
 
 impl<C: Config, K: Kernels<f32>> Workers<C, K> {
-    /// `threads` workers (at least one), and a pool of as many threads when there are
-    /// two or more.
+    /// `threads` workers (at least one). The calling thread runs the first, and a pool
+    /// of `threads - 1` threads the others, so that no more threads run than asked.
     pub fn new(threads: usize) -> Result<Self> {
         let threads = threads.max(1);
-        let pool = (threads > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build()).transpose()?;
+        let pool = (threads > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads - 1).build()).transpose()?;
         let workers = (0..threads)
-            .map(|_| Worker { acts: bytemuck::zeroed_box(), grads: bytemuck::zeroed_box(), batch: Batch::new() })
+            .map(|_| Worker { acts: bytemuck::zeroed_box(), grads: bytemuck::zeroed_box(), batch: Batch::new(), result: Ok(0.0) })
             .collect();
         Ok(Workers { workers, pool, kernels: PhantomData })
     }
@@ -91,16 +92,21 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
         Ok(total)
     }
 
-    /// Runs `f` on the first `used` workers that have names, on the pool when there
-    /// are two or more, and adds the results in worker order.
+    /// Runs `f` on the first `used` workers that have names, the first on this thread
+    /// and the others on the pool, and adds the results in worker order.
     fn run(&mut self, used: usize, f: impl Fn(&mut Worker<C>) -> Result<f64> + Sync) -> Result<f64> {
-        let f = |w: &mut Worker<C>| if w.batch.is_empty() { Ok(0.0) } else { f(w) };
-        let workers = &mut self.workers[..used];
-        let results: Vec<Result<f64>> = match (&self.pool, workers.len()) {
-            (Some(pool), 2..) => pool.install(|| workers.par_iter_mut().map(f).collect()),
-            _ => workers.iter_mut().map(f).collect(),
-        };
-        results.into_iter().sum()
+        let f = |w: &mut Worker<C>| w.result = if w.batch.is_empty() { Ok(0.0) } else { f(w) };
+        let (first, rest) = self.workers[..used].split_at_mut(1);
+        match &self.pool {
+            Some(pool) if !rest.is_empty() => pool.in_place_scope(|s| {
+                for w in rest.iter_mut() {
+                    s.spawn(|_| f(w));
+                }
+                f(&mut first[0]);
+            }),
+            _ => f(&mut first[0]),
+        }
+        self.workers[..used].iter_mut().map(|w| std::mem::replace(&mut w.result, Ok(0.0))).sum()
     }
 }
 

@@ -11,6 +11,8 @@
 //! reads the transposed weights (`Matrix::t`), the input gradient the weights, and the
 //! weight gradient the inputs. No product needs a horizontal sum.
 
+use std::ops::Range;
+
 use microgpt_core::{AdamStep, Kernels, Matrix, Scalar};
 use wide::{f32x4, f32x8, i32x8};
 
@@ -89,30 +91,34 @@ struct Coef<'a> {
     k_stride: usize,
 }
 
-impl Coef<'_> {
-    #[inline(always)]
-    fn at(&self, a: usize, k: usize) -> f32 {
-        self.data[a * self.a_stride + k * self.k_stride]
-    }
-}
-
-/// `out[a, j] += Σ_k coef(a, k) · vecs[k, j]` for `a < out.len() / width`,
+/// `out[a, j] (+)= Σ_k coef(a, k) · vecs[k, j]` for `a < out.len() / width`,
 /// `k < vecs.len() / width`: a product of a small matrix of coefficients with a matrix
-/// of row vectors, both row major, `width` columns wide.
+/// of row vectors, both row major, `width` columns wide. `ADD` adds to `out`; without
+/// it `out` is overwritten (and never read).
 ///
-/// Rows go in blocks of 4, which give 8 independent accumulators over 16 columns; a
-/// lone row splits the sum over `k` into 4 partial sums instead, so that the fused
-/// multiply-adds never wait on each other.
-fn gemm(out: &mut [f32], width: usize, coef: Coef<'_>, vecs: &[f32]) {
-    let rows = out.len() / width;
-    let mut a = 0;
-    while a + 4 <= rows {
-        gemm_rows::<4, 1>(out, width, a, coef, vecs);
-        a += 4;
+/// Rows go in blocks of 6 and 16 columns: 12 independent accumulators that fill the
+/// two FMA pipes, for 2 loads and 6 broadcasts per 12 fused multiply-adds. A lone row
+/// splits the sum over `k` into 4 partial sums instead, so that its multiply-adds do
+/// not wait on each other.
+fn gemm<const ADD: bool>(out: &mut [f32], width: usize, coef: Coef<'_>, vecs: &[f32]) {
+    let (rows, ks) = (out.len() / width, vecs.len() / width);
+    if rows == 0 || ks == 0 {
+        return;
     }
-    while a < rows {
-        gemm_rows::<1, 4>(out, width, a, coef, vecs);
-        a += 1;
+    // Every access below stays inside these bounds, which the unchecked reads rely on.
+    assert!(out.len() == rows * width && vecs.len() == ks * width);
+    assert!((rows - 1) * coef.a_stride + (ks - 1) * coef.k_stride < coef.data.len());
+    let mut a = 0;
+    while a + 6 <= rows {
+        gemm_rows::<ADD, 6, 1>(out, width, a, coef, vecs, 0..ks);
+        a += 6;
+    }
+    while a + 2 <= rows {
+        gemm_rows::<ADD, 2, 2>(out, width, a, coef, vecs, 0..ks);
+        a += 2;
+    }
+    if a < rows {
+        gemm_rows::<ADD, 1, 4>(out, width, a, coef, vecs, 0..ks);
     }
 }
 
@@ -120,87 +126,85 @@ fn gemm(out: &mut [f32], width: usize, coef: Coef<'_>, vecs: &[f32]) {
 /// partial sums: blocks of 16 columns (two registers per row and partial sum), then 8,
 /// then the scalar tail.
 #[inline(always)]
-fn gemm_rows<const A: usize, const P: usize>(out: &mut [f32], width: usize, a0: usize, coef: Coef<'_>, vecs: &[f32]) {
-    let ks = vecs.len() / width;
-    // Offsets of the coefficients (a0 + r, k), advanced along k by additions.
-    let start: [usize; A] = core::array::from_fn(|r| (a0 + r) * coef.a_stride);
-    let c = |offs: &[usize; A], r: usize, p: usize| f32x8::splat(coef.data[offs[r] + p * coef.k_stride]);
+fn gemm_rows<const ADD: bool, const A: usize, const P: usize>(out: &mut [f32], width: usize, a0: usize, coef: Coef<'_>, vecs: &[f32], ks: Range<usize>) {
+    let (k_start, ks) = (ks.start, ks.end);
+    let (sa, sk) = (coef.a_stride, coef.k_stride);
+    // SAFETY (all three): `gemm` checked that rows `a0..a0 + A` of `out`, rows `0..ks` of
+    // `vecs` and the coefficients of those rows and of `k < ks` are in bounds, and `j`
+    // stays below `width` less the lanes read.
+    let c = |a: usize, k: usize| f32x8::splat(unsafe { *coef.data.get_unchecked(a * sa + k * sk) });
+    let v = |k: usize, j: usize| load(unsafe { vecs.get_unchecked(k * width + j..k * width + j + 8) });
+    let at = |a: usize, j: usize| (a0 + a) * width + j;
     let mut j = 0;
     while j + 16 <= width {
         let mut acc = [[[f32x8::ZERO; 2]; A]; P];
-        for (r, acc) in acc[0].iter_mut().enumerate() {
-            let o = &out[(a0 + r) * width + j..][..16];
-            *acc = [load(o), load(&o[8..])];
+        if ADD {
+            for (r, acc) in acc[0].iter_mut().enumerate() {
+                *acc = [load(&out[at(r, j)..]), load(&out[at(r, j + 8)..])];
+            }
         }
-        let (mut k, mut offs) = (0, start);
+        let mut k = k_start;
         while k + P <= ks {
             for (p, acc) in acc.iter_mut().enumerate() {
-                let v = &vecs[(k + p) * width + j..][..16];
-                let (v0, v1) = (load(v), load(&v[8..]));
+                let (v0, v1) = (v(k + p, j), v(k + p, j + 8));
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let c = c(&offs, r, p);
+                    let c = c(a0 + r, k + p);
                     acc[0] = c.mul_add(v0, acc[0]);
                     acc[1] = c.mul_add(v1, acc[1]);
                 }
             }
-            offs.iter_mut().for_each(|o| *o += P * coef.k_stride);
             k += P;
         }
-        while k < ks {
-            let v = &vecs[k * width + j..][..16];
-            let (v0, v1) = (load(v), load(&v[8..]));
+        for k in k..ks {
+            let (v0, v1) = (v(k, j), v(k, j + 8));
             for (r, acc) in acc[0].iter_mut().enumerate() {
-                let c = c(&offs, r, 0);
+                let c = c(a0 + r, k);
                 acc[0] = c.mul_add(v0, acc[0]);
                 acc[1] = c.mul_add(v1, acc[1]);
             }
-            offs.iter_mut().for_each(|o| *o += coef.k_stride);
-            k += 1;
         }
         for r in 0..A {
             let (s0, s1) = acc.iter().fold((f32x8::ZERO, f32x8::ZERO), |(x, y), p| (x + p[r][0], y + p[r][1]));
-            let o = &mut out[(a0 + r) * width + j..][..16];
-            store(o, s0);
-            store(&mut o[8..], s1);
+            store(&mut out[at(r, j)..], s0);
+            store(&mut out[at(r, j + 8)..], s1);
         }
         j += 16;
     }
     if j + 8 <= width {
         let mut acc = [[f32x8::ZERO; A]; P];
-        for (r, acc) in acc[0].iter_mut().enumerate() {
-            *acc = load(&out[(a0 + r) * width + j..]);
+        if ADD {
+            for (r, acc) in acc[0].iter_mut().enumerate() {
+                *acc = load(&out[at(r, j)..]);
+            }
         }
-        let (mut k, mut offs) = (0, start);
+        let mut k = k_start;
         while k + P <= ks {
             for (p, acc) in acc.iter_mut().enumerate() {
-                let v = load(&vecs[(k + p) * width + j..]);
+                let v0 = v(k + p, j);
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    *acc = c(&offs, r, p).mul_add(v, *acc);
+                    *acc = c(a0 + r, k + p).mul_add(v0, *acc);
                 }
             }
-            offs.iter_mut().for_each(|o| *o += P * coef.k_stride);
             k += P;
         }
-        while k < ks {
-            let v = load(&vecs[k * width + j..]);
+        for k in k..ks {
+            let v0 = v(k, j);
             for (r, acc) in acc[0].iter_mut().enumerate() {
-                *acc = c(&offs, r, 0).mul_add(v, *acc);
+                *acc = c(a0 + r, k).mul_add(v0, *acc);
             }
-            offs.iter_mut().for_each(|o| *o += coef.k_stride);
-            k += 1;
         }
         for r in 0..A {
-            store(&mut out[(a0 + r) * width + j..], acc.iter().fold(f32x8::ZERO, |x, p| x + p[r]));
+            store(&mut out[at(r, j)..], acc.iter().fold(f32x8::ZERO, |x, p| x + p[r]));
         }
         j += 8;
     }
     for j in j..width {
         for r in 0..A {
-            let mut s = out[(a0 + r) * width + j];
-            for k in 0..ks {
-                s += coef.at(a0 + r, k) * vecs[k * width + j];
+            let mut s = if ADD { out[at(r, j)] } else { 0.0 };
+            for k in k_start..ks {
+                s += coef.data[(a0 + r) * sa + k * sk] * vecs[k * width + j];
             }
-            out[(a0 + r) * width + j] = s;
+            out[at(r, j)] = s;
         }
     }
 }
@@ -333,8 +337,7 @@ impl Kernels<f32> for Simd {
         let n_out = m.rows();
         match m.t {
             Some(t) => {
-                out.fill(0.0);
-                gemm(out, n_out, Coef { data: inp, a_stride: m.cols, k_stride: 1 }, t);
+                gemm::<false>(out, n_out, Coef { data: inp, a_stride: m.cols, k_stride: 1 }, t);
             }
             None => {
                 for (o, x) in out.chunks_exact_mut(n_out).zip(inp.chunks_exact(m.cols)) {
@@ -350,8 +353,8 @@ impl Kernels<f32> for Simd {
     /// `dw += doutᵀ · inp` (columns of `dout` times rows of `inp`).
     fn matmul_backward(dinp: &mut [f32], dw: &mut [f32], dout: &[f32], inp: &[f32], m: Matrix<'_, f32>) {
         let n_out = m.rows();
-        gemm(dinp, m.cols, Coef { data: dout, a_stride: n_out, k_stride: 1 }, m.w);
-        gemm(dw, m.cols, Coef { data: dout, a_stride: 1, k_stride: n_out }, inp);
+        gemm::<true>(dinp, m.cols, Coef { data: dout, a_stride: n_out, k_stride: 1 }, m.w);
+        gemm::<true>(dw, m.cols, Coef { data: dout, a_stride: 1, k_stride: n_out }, inp);
     }
 }
 
