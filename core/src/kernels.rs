@@ -82,6 +82,16 @@ pub trait Kernels<F: Float> {
         }
     }
 
+    /// `dst = srcᵀ`: `src` has rows of `cols` values, `dst` gets `cols` rows.
+    fn transpose(dst: &mut [F], src: &[F], cols: usize) {
+        let rows = src.len() / cols;
+        for (r, row) in src.chunks_exact(cols).enumerate() {
+            for (c, &x) in row.iter().enumerate() {
+                dst[c * rows + r] = x;
+            }
+        }
+    }
+
     /// `out[o] = w[o,:]·x`.
     fn matvec(out: &mut [F], m: Matrix<'_, F>, x: &[F]) {
         for (o, row) in out.iter_mut().zip(m.w.chunks_exact(m.cols)) {

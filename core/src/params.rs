@@ -20,7 +20,7 @@ use rand_core::Rng;
 use crate::config::{Config, Dims};
 use crate::error::Error;
 use crate::float::{Float, Libm};
-use crate::kernels::Matrix;
+use crate::kernels::{Kernels, Matrix};
 use crate::python_random::Gauss;
 
 /// The standard deviation of microgpt's initial weights.
@@ -433,20 +433,14 @@ pub struct Transposed<C: Config, F: Float = f32> {
 unsafe impl<C: Config, F: Float> Zeroable for Transposed<C, F> {}
 
 impl<C: Config, F: Float> Transposed<C, F> {
-    /// Recomputes the transposes of `w`.
-    pub fn refresh(&mut self, w: &Weights<'_, C, F>) {
+    /// Recomputes the transposes of `w` with the kernels `K`.
+    pub fn refresh<K: Kernels<F>>(&mut self, w: &Weights<'_, C, F>) {
         let layout = w.layout();
         self.vocab = layout.dims().vocab;
         let t = &mut self.buf.as_mut()[..layout.len()];
-        for (tensor, range, [rows, cols]) in layout.tensors() {
-            if matches!(tensor, Tensor::Wte | Tensor::Wpe) {
-                continue;
-            }
-            let (src, dst) = (&w.as_slice()[range.clone()], &mut t[range]);
-            for (r, row) in src.chunks_exact(cols).enumerate() {
-                for (c, &x) in row.iter().enumerate() {
-                    dst[c * rows + r] = x;
-                }
+        for (tensor, range, [_, cols]) in layout.tensors() {
+            if !matches!(tensor, Tensor::Wte | Tensor::Wpe) {
+                K::transpose(&mut t[range.clone()], &w.as_slice()[range], cols);
             }
         }
     }

@@ -53,7 +53,7 @@ fn train_run<C: Config, K: Kernels<f32>>(data: &Dataset, steps: usize, batch: us
 /// weights when they use them), over `names` names.
 fn sample_rate<K: Kernels<f32>>(params: &Params<Micro>, vocab: &Vocab, names: usize) -> Result<f64> {
     let mut t: Box<Transposed<Micro>> = bytemuck::zeroed_box();
-    t.refresh(&params.weights());
+    t.refresh::<K>(&params.weights());
     let w = if K::PREFERS_TRANSPOSED { params.weights().with_transposed(&t)? } else { params.weights() };
     let mut decoder = Decoder::<Micro>::new();
     let mut rng = PyRandom::new(42);

@@ -366,7 +366,7 @@ fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) 
     let mut rng = PyRandom::new(a.seed);
     if a.fast {
         let mut t: Box<Transposed<C>> = bytemuck::zeroed_box();
-        t.refresh(&w);
+        t.refresh::<Simd>(&w);
         print_names::<C, Simd>(&w.with_transposed(&t)?, file.vocab(), &mut rng, a.count, a.temperature, &a.prefix)
     } else {
         print_names::<C, Scalar>(&w, file.vocab(), &mut rng, a.count, a.temperature, &a.prefix)

@@ -140,7 +140,7 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
     /// Keeps the transposes in step with the weights, for kernels that read them.
     fn refresh(&mut self) {
         if K::PREFERS_TRANSPOSED {
-            self.transposed.refresh(&self.params.weights());
+            self.transposed.refresh::<K>(&self.params.weights());
         }
     }
 

@@ -327,6 +327,27 @@ impl Kernels<f32> for Simd {
         <Scalar as Kernels<f32>>::adam(&mut p[split..], &g[split..], &mut m[split..], &mut v[split..], s);
     }
 
+    /// In 8 × 8 tiles, each transposed in registers.
+    fn transpose(dst: &mut [f32], src: &[f32], cols: usize) {
+        let rows = src.len() / cols;
+        let (r8, c8) = (rows - rows % 8, cols - cols % 8);
+        for r in (0..r8).step_by(8) {
+            for c in (0..c8).step_by(8) {
+                let tile = f32x8::transpose(core::array::from_fn(|i| load(&src[(r + i) * cols + c..])));
+                for (i, t) in tile.into_iter().enumerate() {
+                    store(&mut dst[(c + i) * rows + r..], t);
+                }
+            }
+        }
+        // The edges that do not fill a tile.
+        for r in 0..rows {
+            let cs = if r < r8 { c8..cols } else { 0..cols };
+            for c in cs {
+                dst[c * rows + r] = src[r * cols + c];
+            }
+        }
+    }
+
     fn matvec(out: &mut [f32], m: Matrix<'_, f32>, x: &[f32]) {
         Self::matmul_forward(out, x, m);
     }
@@ -422,6 +443,31 @@ mod tests {
     }
 
     #[test]
+    fn adam_and_transpose_agree_with_scalar() {
+        let mut rng = PyRandom::new(4);
+        for n in [5, 8, 27, 4192] {
+            let g: Vec<f32> = random(&mut rng, n).into_iter().map(|x| if x > 0.5 { 0.0 } else { x }).collect();
+            let p = random(&mut rng, n);
+            let (mut p1, mut m1, mut v1) = (p.clone(), vec![0.0; n], vec![0.0; n]);
+            let (mut p2, mut m2, mut v2) = (p.clone(), vec![0.0; n], vec![0.0; n]);
+            let s = AdamStep { beta1: 0.85, beta2: 0.99, one_minus_beta1: 0.15, one_minus_beta2: 0.01, lr_over_bc1: 0.066, inv_bc2: 100.0, eps: 1e-8, decay: 1.0 };
+            for _ in 0..3 {
+                <Scalar as Kernels<f32>>::adam(&mut p1, &g, &mut m1, &mut v1, &s);
+                Simd::adam(&mut p2, &g, &mut m2, &mut v2, &s);
+            }
+            let (d1, d2): (Vec<f32>, Vec<f32>) = (p1.iter().zip(&p).map(|(a, b)| a - b).collect(), p2.iter().zip(&p).map(|(a, b)| a - b).collect());
+            assert!(rel(&d2, &d1) < 1e-5, "adam of {n}: {}", rel(&d2, &d1));
+        }
+        for (rows, cols) in [(16, 16), (27, 16), (64, 16), (16, 64), (5, 3), (256, 64)] {
+            let src = random(&mut rng, rows * cols);
+            let (mut a, mut b) = (vec![0.0; rows * cols], vec![1.0; rows * cols]);
+            <Scalar as Kernels<f32>>::transpose(&mut a, &src, cols);
+            Simd::transpose(&mut b, &src, cols);
+            assert_eq!(a, b, "{rows}x{cols}");
+        }
+    }
+
+    #[test]
     fn products_agree_with_scalar() {
         let mut rng = PyRandom::new(2);
         for (rows, n_in, n_out) in [(1, 16, 16), (7, 16, 64), (7, 64, 16), (5, 16, 27), (13, 64, 256), (3, 5, 3)] {
@@ -453,7 +499,7 @@ mod tests {
         init.init(27, &mut PyRandom::new(3)).unwrap();
         t.start(&init).unwrap();
         let mut tr: Box<Transposed<C>> = bytemuck::zeroed_box();
-        tr.refresh(&t.params.weights());
+        tr.refresh::<Simd>(&t.params.weights());
         let mut batch = Batch::<C>::new();
         for name in ["emma", "olivia", "x", "bartholomewjones"] {
             batch.push(&vocab, name).unwrap();
