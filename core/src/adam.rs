@@ -1,4 +1,5 @@
-//! Adam, with microgpt's hyper-parameters and learning-rate schedule.
+//! Adam, with microgpt's hyper-parameters and learning-rate schedule, and the usual
+//! extras for longer runs: warmup, cosine decay, weight decay, gradient clipping.
 
 use bytemuck::Zeroable;
 
@@ -7,7 +8,18 @@ use crate::error::Error;
 use crate::float::Float;
 use crate::kernels::Kernels;
 
-/// Adam's hyper-parameters.
+/// How the learning rate changes over a run, after the warmup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Schedule {
+    /// Linearly from the peak to 0, as microgpt.py does.
+    #[default]
+    Linear,
+    /// Along half a cosine from the peak to 0.
+    Cosine,
+}
+
+/// Adam's hyper-parameters and learning-rate schedule.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConfig {
     /// Peak learning rate.
@@ -20,28 +32,46 @@ pub struct AdamConfig {
     pub eps: f64,
     /// Decoupled weight decay (AdamW): each step shrinks every weight by `lr · wd`.
     pub weight_decay: f64,
+    /// When the gradient's norm exceeds this, it is scaled down to it.
+    pub max_grad_norm: Option<f64>,
+    /// The decay of the learning rate after the warmup.
+    pub schedule: Schedule,
+    /// Steps over which the learning rate rises linearly to its peak.
+    pub warmup: usize,
 }
 
 impl AdamConfig {
-    /// microgpt.py's values: lr 0.01, beta1 0.85, beta2 0.99, eps 1e-8, no weight decay.
+    /// microgpt.py's values: lr 0.01 decaying linearly to 0, beta1 0.85, beta2 0.99,
+    /// eps 1e-8, no weight decay, no clipping, no warmup.
     pub const MICROGPT: AdamConfig = AdamConfig {
         lr: 0.01,
         beta1: 0.85,
         beta2: 0.99,
         eps: 1e-8,
         weight_decay: 0.0,
+        max_grad_norm: None,
+        schedule: Schedule::Linear,
+        warmup: 0,
     };
+
+    /// The learning rate of step `step` (from 0) of `steps`. With no warmup and the
+    /// linear schedule it is microgpt's `lr · (1 - step / steps)`.
+    pub fn rate(&self, step: usize, steps: usize) -> f64 {
+        if step < self.warmup {
+            return self.lr * (step + 1) as f64 / self.warmup as f64;
+        }
+        let done = (step - self.warmup) as f64 / (steps.saturating_sub(self.warmup)).max(1) as f64;
+        match self.schedule {
+            Schedule::Linear => self.lr * (1.0 - done),
+            Schedule::Cosine => self.lr * 0.5 * (1.0 + libm::cos(core::f64::consts::PI * done)),
+        }
+    }
 }
 
 impl Default for AdamConfig {
     fn default() -> Self {
         Self::MICROGPT
     }
-}
-
-/// microgpt's schedule: the learning rate falls linearly from `lr` to 0 over `steps`.
-pub fn linear_decay(lr: f64, step: usize, steps: usize) -> f64 {
-    lr * (1.0 - step as f64 / steps as f64)
 }
 
 /// The coefficients of one Adam step, for [`Kernels::adam`]: per parameter,
@@ -53,9 +83,9 @@ pub struct AdamStep<F> {
     pub beta1: F,
     /// β2.
     pub beta2: F,
-    /// 1 - β1.
+    /// 1 - β1, times the gradient's clipping scale.
     pub one_minus_beta1: F,
-    /// 1 - β2.
+    /// 1 - β2, times the square of the gradient's clipping scale.
     pub one_minus_beta2: F,
     /// The learning rate over the first bias correction, `lr / (1 - β1^t)`.
     pub lr_over_bc1: F,
@@ -121,7 +151,9 @@ impl<C: Config, F: Float> Adam<C, F> {
 
     /// One step: `params -= lr · m̂ / (√v̂ + eps)`, with bias correction by `beta^t`,
     /// computed by the kernels `K`. `lr` is this step's rate, already scheduled (see
-    /// [`linear_decay`]).
+    /// [`AdamConfig::rate`]). The gradient is first scaled down to
+    /// [`AdamConfig::max_grad_norm`] if it is longer; the scale goes into the moments'
+    /// coefficients, so the gradient itself is not rewritten.
     pub fn update<K: Kernels<F>>(&mut self, params: &mut [F], grads: &[F], lr: f64, hp: &AdamConfig) -> Result<(), Error> {
         if grads.len() != params.len() || params.len() > C::NUM_PARAMS {
             return Err(Error::ParamCount { expected: params.len().min(C::NUM_PARAMS), found: grads.len() });
@@ -130,12 +162,19 @@ impl<C: Config, F: Float> Adam<C, F> {
         let t = self.t as f64;
         let bc1 = 1.0 - libm::pow(hp.beta1, t);
         let bc2 = 1.0 - libm::pow(hp.beta2, t);
+        let clip = match hp.max_grad_norm {
+            Some(max) => {
+                let norm = libm::sqrt(K::dot(grads, grads).to_f64());
+                if norm > max { max / norm } else { 1.0 }
+            }
+            None => 1.0,
+        };
         // m̂ / (√v̂ + eps) = (m / bc1) / (√(v / bc2) + eps); the divisions become products.
         let step = AdamStep {
             beta1: F::from_f64(hp.beta1),
             beta2: F::from_f64(hp.beta2),
-            one_minus_beta1: F::from_f64(1.0 - hp.beta1),
-            one_minus_beta2: F::from_f64(1.0 - hp.beta2),
+            one_minus_beta1: F::from_f64((1.0 - hp.beta1) * clip),
+            one_minus_beta2: F::from_f64((1.0 - hp.beta2) * clip * clip),
             lr_over_bc1: F::from_f64(lr / bc1),
             inv_bc2: F::from_f64(1.0 / bc2),
             eps: F::from_f64(hp.eps),

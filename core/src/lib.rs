@@ -77,7 +77,7 @@ pub mod tokenizer;
 pub mod train;
 pub mod weights_format;
 
-pub use adam::{Adam, AdamConfig, AdamStep, linear_decay};
+pub use adam::{Adam, AdamConfig, AdamStep, Schedule};
 pub use autograd::{Node, Tape, Var};
 pub use autograd_gpt::AutogradGpt;
 pub use batch::{Batch, Row};

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use microgpt_core::{AdamConfig, Batch, Micro, Params, PyRandom, Scalar, Trainer, linear_decay};
+use microgpt_core::{AdamConfig, Batch, Micro, Params, PyRandom, Scalar, Trainer};
 
 #[test]
 fn loss_falls_on_names() {
@@ -25,7 +25,7 @@ fn loss_falls_on_names() {
             batch.push(&vocab, &docs[step % docs.len()]).unwrap();
             t.step::<Scalar>(
                 &batch,
-                linear_decay(0.01, step, steps),
+                AdamConfig::MICROGPT.rate(step, steps),
                 &AdamConfig::MICROGPT,
             )
             .unwrap()

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use microgpt_core::{AdamConfig, Config, Decoder, Kernels, Makemore, Micro, Params, PyRandom, Scalar, Transposed, Vocab, generate, linear_decay};
+use microgpt_core::{AdamConfig, Config, Decoder, Kernels, Makemore, Micro, Params, PyRandom, Scalar, Transposed, Vocab, generate};
 
 use crate::dataset::{Dataset, split};
 use crate::parallel::ParallelTrainer;
@@ -44,7 +44,7 @@ fn train_run<C: Config, K: Kernels<f32>>(data: &Dataset, steps: usize, batch: us
     let rows: usize = names.iter().flatten().map(|n| (n.chars().count() + 1).min(C::DIMS.block)).sum();
     let start = Instant::now();
     for (step, names) in names.iter().enumerate() {
-        trainer.step(&data.vocab, names, linear_decay(hp.lr, step, steps), &hp)?;
+        trainer.step(&data.vocab, names, hp.rate(step, steps), &hp)?;
     }
     Ok((start.elapsed().as_secs_f64(), rows))
 }

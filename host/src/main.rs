@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use microgpt::simd::Simd;
-use microgpt_core::{AdamConfig, Config, Decoder, Kernels, PyRandom, Scalar, Transposed, Vocab, Weights, generate};
+use microgpt_core::{AdamConfig, Config, Schedule, Decoder, Kernels, PyRandom, Scalar, Transposed, Vocab, Weights, generate};
 
 use microgpt::dataset::Dataset;
 use microgpt::model_file::{ModelConfig, WeightBytes, weights_of, write_atomic};
@@ -101,6 +101,25 @@ struct TrainArgs {
     /// Peak learning rate of Adam.
     #[arg(long, default_value_t = 0.01)]
     lr: f64,
+    /// How the learning rate falls after the warmup: to 0 linearly (microgpt) or
+    /// along a cosine.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Linear)]
+    schedule: ScheduleArg,
+    /// Steps over which the learning rate rises linearly to --lr.
+    #[arg(long, default_value_t = 0, value_name = "STEPS")]
+    warmup: usize,
+    /// Decoupled weight decay (AdamW).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Scale each gradient down to at most this norm.
+    #[arg(long, value_name = "NORM")]
+    clip: Option<f64>,
+    /// Adam's first-moment decay (microgpt: 0.85).
+    #[arg(long, default_value_t = 0.85)]
+    beta1: f64,
+    /// Adam's second-moment decay (microgpt: 0.99).
+    #[arg(long, default_value_t = 0.99)]
+    beta2: f64,
     /// Where to write the weights; a checkpoint goes to <OUT>.ckpt beside them.
     #[arg(long, default_value = "microgpt.bin")]
     out: PathBuf,
@@ -117,6 +136,15 @@ struct TrainArgs {
     /// with --plot, else only at the end].
     #[arg(long, value_name = "STEPS")]
     eval_every: Option<usize>,
+}
+
+/// The learning-rate schedules, for the command line.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ScheduleArg {
+    /// Linearly to 0, as microgpt.py.
+    Linear,
+    /// Along half a cosine to 0.
+    Cosine,
 }
 
 #[derive(Args)]
@@ -314,6 +342,15 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         threads: a.threads.unwrap_or_else(cores),
         adam: AdamConfig {
             lr: a.lr,
+            beta1: a.beta1,
+            beta2: a.beta2,
+            weight_decay: a.weight_decay,
+            max_grad_norm: a.clip,
+            schedule: match a.schedule {
+                ScheduleArg::Linear => Schedule::Linear,
+                ScheduleArg::Cosine => Schedule::Cosine,
+            },
+            warmup: a.warmup,
             ..AdamConfig::MICROGPT
         },
         out: Some(a.out.clone()),

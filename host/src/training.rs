@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use microgpt_core::{AdamConfig, Config, Params, PyRandom, Vocab, linear_decay};
+use microgpt_core::{AdamConfig, Config, Params, PyRandom, Vocab};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::dataset::{Dataset, split};
@@ -81,10 +81,11 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
         C::NAME
     );
     ensure!(opts.threads >= 1, "--threads must be at least 1");
-    ensure!(
-        opts.adam.lr.is_finite() && opts.adam.lr > 0.0,
-        "--lr must be a positive number"
-    );
+    let hp = &opts.adam;
+    ensure!(hp.lr.is_finite() && hp.lr > 0.0, "--lr must be a positive number");
+    ensure!((0.0..1.0).contains(&hp.beta1) && (0.0..1.0).contains(&hp.beta2), "--beta1 and --beta2 must be in [0, 1)");
+    ensure!(hp.weight_decay >= 0.0 && hp.weight_decay * hp.lr < 1.0, "--weight-decay must be 0 or more, and below 1 / --lr");
+    ensure!(hp.max_grad_norm.is_none_or(|c| c > 0.0), "--clip must be positive");
     data.warn_truncation::<C>();
     let vocab = data.vocab.clone();
     let (train_docs, val_docs, mut rng) = split(&data.docs, opts.seed);
@@ -109,7 +110,7 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     for step in start..end {
         names.clear();
         names.extend((0..opts.batch).map(|i| train_docs[(step * opts.batch + i) % train_docs.len()].as_str()));
-        let loss = trainer.step(&vocab, &names, linear_decay(opts.adam.lr, step, opts.steps), &opts.adam)?;
+        let loss = trainer.step(&vocab, &names, opts.adam.rate(step, opts.steps), &opts.adam)?;
         if !loss.is_finite() {
             bail!("training diverged at step {} (loss {loss}); try a lower --lr", step + 1);
         }

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use microgpt::reference::Glibc;
 use microgpt_core::{
-    AdamConfig, Batch, Micro, Params, PyRandom, Scalar, Trainer, Vocab, linear_decay,
+    AdamConfig, Batch, Micro, Params, PyRandom, Scalar, Trainer, Vocab,
 };
 use microgpt_tests::{microgpt, root, shared};
 
@@ -158,7 +158,7 @@ fn fused_f32_training_follows_the_reference() {
         let loss = t
             .step::<Scalar>(
                 &batch,
-                linear_decay(0.01, step, 1000),
+                AdamConfig::MICROGPT.rate(step, 1000),
                 &AdamConfig::MICROGPT,
             )
             .unwrap() as f64;
