@@ -67,13 +67,19 @@ impl Dims {
 
     /// Floats of training activations per row (one row is one predicted position).
     ///
-    /// The order matches [`Acts`](crate::Acts): per layer `xin, ln1, q, k, v, y, xmid,
-    /// ln2` (E each), `a` (MLP), `att` (heads · block) and two rmsnorm scales; then `x0,
+    /// The order matches [`Acts`](crate::Acts): per layer
+    /// [`Self::layer_acts_per_row`]; then `x0,
     /// resid` (E each), `s0`, the logits (vocab), and the gradient scratch `dres, dln, dq,
     /// dk, dv, dy` (E each) and `da` (MLP).
     pub const fn acts_per_row(&self) -> usize {
-        let layer = 8 * self.embd + self.mlp + self.heads * self.block + 2;
-        self.layers * layer + 2 * self.embd + 1 + self.vocab + 6 * self.embd + self.mlp
+        self.layers * self.layer_acts_per_row() + 2 * self.embd + 1 + self.vocab + 6 * self.embd + self.mlp
+    }
+
+    /// Floats of one block's training activations per row: `xin, ln1, q, k, v, y, xmid,
+    /// ln2` and two dropout masks (E each), `a` (MLP), `att` (heads · block) and two
+    /// rmsnorm scales.
+    pub const fn layer_acts_per_row(&self) -> usize {
+        10 * self.embd + self.mlp + self.heads * self.block + 2
     }
 
     /// Floats of training activations for `rows` rows: [`Self::acts_per_row`] each, plus

@@ -90,5 +90,5 @@ pub use params::{Layout, Params, Tensor, Transposed, Weights};
 pub use python_random::PyRandom;
 pub use sampling::{DEFAULT_TEMPERATURE, generate, sample_token};
 pub use tokenizer::Vocab;
-pub use train::{Acts, Trainer, backward, forward};
+pub use train::{Acts, Dropout, Trainer, backward, forward, forward_train};
 pub use weights_format::WeightFile;

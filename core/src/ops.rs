@@ -99,6 +99,38 @@ pub fn residual_forward<F: Float>(out: &mut [F], x: &[F]) {
     out.iter_mut().zip(x).for_each(|(o, &x)| *o += x);
 }
 
+/// Dropout on the output of a block: `x *= mask`, where each mask value is 0 with
+/// probability `rate` and `1 / (1 - rate)` otherwise. The mask is kept for the backward.
+///
+/// The draws are a hash of `seed` and the position, so a mask depends on nothing but
+/// them: a run is the same on every machine and for every order of evaluation.
+#[inline]
+pub fn dropout_forward<F: Float>(x: &mut [F], mask: &mut [F], rate: f32, seed: u64) {
+    let keep = F::ONE / F::from_f64(1.0 - rate as f64);
+    // Keep an element when 24 random bits reach the rate's threshold.
+    let threshold = (rate as f64 * (1 << 24) as f64) as u64;
+    for (i, (x, m)) in x.iter_mut().zip(mask.iter_mut()).enumerate() {
+        *m = if splitmix64(seed ^ i as u64) >> 40 >= threshold { keep } else { F::ZERO };
+        *x *= *m;
+    }
+}
+
+/// The backward of [`dropout_forward`]: `dx = dout · mask`.
+#[inline]
+pub fn dropout_backward<F: Float>(dx: &mut [F], dout: &[F], mask: &[F]) {
+    for ((dx, &d), &m) in dx.iter_mut().zip(dout).zip(mask) {
+        *dx = d * m;
+    }
+}
+
+/// SplitMix64's output function: a well-mixed 64-bit hash of a counter.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// Causal self-attention within each name.
 ///
 /// For row `r` at position `p`, head `h`: `att[s] = softmax_s(q_h[r]·k_h[r-p+s] / √D)`

@@ -32,6 +32,8 @@ pub struct Acts<C: Config, F: Float = f32> {
     /// Rows and vocabulary of the last forward pass; 0 rows when there is none to use.
     rows: usize,
     vocab: usize,
+    /// Whether the last forward pass used dropout (and left its masks).
+    dropout: bool,
 }
 
 // SAFETY: a `Buffer` is `Zeroable`, and zero counts mean "no forward pass yet".
@@ -113,6 +115,9 @@ struct LayerActs<'a, F> {
     y: &'a mut [F],
     xmid: &'a mut [F],
     ln2: &'a mut [F],
+    /// Dropout masks of the attention and MLP outputs (0 or 1 / (1 - rate)).
+    drop1: &'a mut [F],
+    drop2: &'a mut [F],
     a: &'a mut [F],
     att: &'a mut [F],
     s1: &'a mut [F],
@@ -120,7 +125,7 @@ struct LayerActs<'a, F> {
 }
 
 fn layer_len(rows: usize, d: &Dims) -> usize {
-    rows * (8 * d.embd + d.mlp + d.heads * d.block + 2)
+    rows * d.layer_acts_per_row()
 }
 
 impl<'a, F> LayerActs<'a, F> {
@@ -137,6 +142,8 @@ impl<'a, F> LayerActs<'a, F> {
             y: carve(&mut rest, r * e),
             xmid: carve(&mut rest, r * e),
             ln2: carve(&mut rest, r * e),
+            drop1: carve(&mut rest, r * e),
+            drop2: carve(&mut rest, r * e),
             a: carve(&mut rest, r * d.mlp),
             att: carve(&mut rest, r * d.heads * d.block),
             s1: carve(&mut rest, r),
@@ -167,6 +174,35 @@ pub fn forward<C: Config, F: Float, K: Kernels<F>>(
     batch: &Batch<C>,
     acts: &mut Acts<C, F>,
 ) -> Result<F, Error> {
+    forward_train::<C, F, K>(w, batch, acts, Dropout::NONE)
+}
+
+/// Dropout of the attention and MLP outputs of every block, during training.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    /// The probability of zeroing an output; 0 turns dropout off.
+    pub rate: f32,
+    /// The seed of this step's masks; give each step (and each share of a batch) its own.
+    pub seed: u64,
+}
+
+impl Dropout {
+    /// No dropout.
+    pub const NONE: Dropout = Dropout { rate: 0.0, seed: 0 };
+}
+
+/// [`forward`] with [`Dropout`], for training. The masks stay in `acts` for
+/// [`backward`].
+pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
+    w: &Weights<C, F>,
+    batch: &Batch<C>,
+    acts: &mut Acts<C, F>,
+    dropout: Dropout,
+) -> Result<F, Error> {
+    if !(0.0..1.0).contains(&dropout.rate) {
+        return Err(Error::Usage("the dropout rate must be in [0, 1)"));
+    }
+    let drop = dropout.rate > 0.0;
     let d = w.dims();
     let rows = batch.rows();
     check_rows(rows, d.vocab)?;
@@ -185,11 +221,17 @@ pub fn forward<C: Config, F: Float, K: Kernels<F>>(
         K::matmul_forward(la.v, la.ln1, lw.wv);
         attention_forward::<F, K>(la.y, la.att, la.q, la.k, la.v, rows, &d);
         K::matmul_forward(la.xmid, la.y, lw.wo);
+        if drop {
+            dropout_forward(la.xmid, la.drop1, dropout.rate, dropout.seed ^ ((2 * l as u64) << 48));
+        }
         residual_forward(la.xmid, la.xin);
         rmsnorm_forward::<F, K>(la.ln2, la.s2, la.xmid, e);
         K::matmul_forward(la.a, la.ln2, lw.fc1);
         relu_forward(la.a);
         K::matmul_forward(a.resid, la.a, lw.fc2);
+        if drop {
+            dropout_forward(a.resid, la.drop2, dropout.rate, dropout.seed ^ ((2 * l as u64 + 1) << 48));
+        }
         residual_forward(a.resid, la.xmid);
     }
     K::matmul_forward(a.logits, a.resid, w.lm_head());
@@ -197,6 +239,7 @@ pub fn forward<C: Config, F: Float, K: Kernels<F>>(
 
     acts.rows = r;
     acts.vocab = d.vocab;
+    acts.dropout = drop;
     Ok(nll / F::from_usize(r))
 }
 
@@ -233,6 +276,7 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
             found: grads.len(),
         });
     }
+    let dropout = acts.dropout;
     acts.rows = 0;
     let a = acts.view(r, &d);
 
@@ -245,16 +289,28 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
             LayerActs::carve(a.layers, l, r, &d),
             layout.layer(l),
         );
-        // MLP block: resid = relu(rmsnorm(xmid)·fc1)·fc2 + xmid. dres is d(resid).
+        // MLP block: resid = drop(relu(rmsnorm(xmid)·fc1)·fc2) + xmid. dres is d(resid).
+        let dmlp: &[F] = if dropout {
+            dropout_backward(a.dy, a.dres, la.drop2);
+            a.dy
+        } else {
+            a.dres
+        };
         a.da.fill(F::ZERO);
-        K::matmul_backward(a.da, &mut grads[g.fc2], a.dres, la.a, lw.fc2);
+        K::matmul_backward(a.da, &mut grads[g.fc2], dmlp, la.a, lw.fc2);
         relu_backward(a.da, la.a);
         a.dln.fill(F::ZERO);
         K::matmul_backward(a.dln, &mut grads[g.fc1], a.da, la.ln2, lw.fc1);
         rmsnorm_backward::<F, K>(a.dres, a.dln, la.xmid, la.s2, e);
-        // Attention block: xmid = attention(rmsnorm(xin))·wo + xin. dres is d(xmid).
+        // Attention block: xmid = drop(attention(rmsnorm(xin))·wo) + xin. dres is d(xmid).
+        let dattn: &[F] = if dropout {
+            dropout_backward(a.dq, a.dres, la.drop1);
+            a.dq
+        } else {
+            a.dres
+        };
         a.dy.fill(F::ZERO);
-        K::matmul_backward(a.dy, &mut grads[g.wo], a.dres, la.y, lw.wo);
+        K::matmul_backward(a.dy, &mut grads[g.wo], dattn, la.y, lw.wo);
         a.dq.fill(F::ZERO);
         a.dk.fill(F::ZERO);
         a.dv.fill(F::ZERO);

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use microgpt_core::{
-    AutogradGpt, Batch, Config, Float, Makemore, Micro, Params, Scalar, Tape, Trainer, backward,
-    forward,
+    AutogradGpt, Batch, Config, Dropout, Float, Makemore, Micro, Params, Scalar, Tape, Trainer,
+    backward, forward_train,
 };
 
 microgpt_core::config! {
@@ -38,6 +38,15 @@ fn fused_grads<C: Config, F: Float>(
     vocab: &microgpt_core::Vocab,
     names: &[&str],
 ) -> (f64, Vec<f64>) {
+    fused_grads_dropout::<C, F>(params, vocab, names, Dropout::NONE)
+}
+
+fn fused_grads_dropout<C: Config, F: Float>(
+    params: &Params<C, f64>,
+    vocab: &microgpt_core::Vocab,
+    names: &[&str],
+    dropout: Dropout,
+) -> (f64, Vec<f64>) {
     let mut t: Box<Trainer<C, F>> = bytemuck::zeroed_box();
     let p: Vec<F> = params.as_slice().iter().map(|&x| F::from_f64(x)).collect();
     t.params.copy_from(vocab.len(), &p).unwrap();
@@ -47,7 +56,7 @@ fn fused_grads<C: Config, F: Float>(
         batch.push(vocab, n).unwrap();
     }
     let w = t.params.weights();
-    let loss = forward::<C, F, Scalar>(&w, &batch, &mut t.acts).unwrap();
+    let loss = forward_train::<C, F, Scalar>(&w, &batch, &mut t.acts, dropout).unwrap();
     backward::<C, F, Scalar>(
         &w,
         &batch,
@@ -110,18 +119,24 @@ fn fused_backward_matches_autograd_makemore() {
 
 /// Central differences of the fused f64 loss, on a sample of parameters of every tensor.
 fn check_finite_differences<C: Config>(names: &[&str]) {
+    check_finite_differences_dropout::<C>(names, Dropout::NONE)
+}
+
+/// The same with dropout: with a fixed seed the masks are fixed, and the loss is a
+/// smooth function of the weights again.
+fn check_finite_differences_dropout<C: Config>(names: &[&str], dropout: Dropout) {
     let vocab = vocab_of(&NAMES);
     let mut params = random_params::<C>(vocab.len(), 3);
-    let (_, grads) = fused_grads::<C, f64>(&params, &vocab, names);
+    let (_, grads) = fused_grads_dropout::<C, f64>(&params, &vocab, names, dropout);
     let n = grads.len();
     let h = 1e-5;
     let mut worst = 0.0f64;
     for i in (0..n).step_by(n / 97 + 1).chain([n - 1]) {
         let x = params.as_slice()[i];
         params.as_mut_slice()[i] = x + h;
-        let (up, _) = fused_grads::<C, f64>(&params, &vocab, names);
+        let (up, _) = fused_grads_dropout::<C, f64>(&params, &vocab, names, dropout);
         params.as_mut_slice()[i] = x - h;
-        let (down, _) = fused_grads::<C, f64>(&params, &vocab, names);
+        let (down, _) = fused_grads_dropout::<C, f64>(&params, &vocab, names, dropout);
         params.as_mut_slice()[i] = x;
         let fd = (up - down) / (2.0 * h);
         let err = (fd - grads[i]).abs() / (grads[i].abs() + 1e-6);
@@ -143,6 +158,18 @@ fn check_finite_differences<C: Config>(names: &[&str]) {
 fn fused_backward_matches_finite_differences() {
     check_finite_differences::<Micro>(&["ava", "olivia"]);
     check_finite_differences::<Tiny>(&["emma", "isabella", "mia"]);
+}
+
+#[test]
+fn dropout_backward_matches_finite_differences() {
+    let dropout = Dropout { rate: 0.3, seed: 12345 };
+    check_finite_differences_dropout::<Tiny>(&["emma", "isabella", "mia"], dropout);
+    // The masks do something: the loss differs from the loss without dropout.
+    let vocab = vocab_of(&NAMES);
+    let params = random_params::<Tiny>(vocab.len(), 3);
+    let (with, _) = fused_grads_dropout::<Tiny, f64>(&params, &vocab, &["emma"], dropout);
+    let (without, _) = fused_grads::<Tiny, f64>(&params, &vocab, &["emma"]);
+    assert!((with - without).abs() > 1e-6, "{with} vs {without}");
 }
 
 /// A batch's gradient is the row-weighted mean of its names' gradients.

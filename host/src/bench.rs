@@ -44,7 +44,7 @@ fn train_run<C: Config, K: Kernels<f32>>(data: &Dataset, steps: usize, batch: us
     let rows: usize = names.iter().flatten().map(|n| (n.chars().count() + 1).min(C::DIMS.block)).sum();
     let start = Instant::now();
     for (step, names) in names.iter().enumerate() {
-        trainer.step(&data.vocab, names, hp.rate(step, steps), &hp)?;
+        trainer.step(&data.vocab, names, hp.rate(step, steps), &hp, 0.0)?;
     }
     Ok((start.elapsed().as_secs_f64(), rows))
 }

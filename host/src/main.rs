@@ -114,6 +114,9 @@ struct TrainArgs {
     /// Scale each gradient down to at most this norm.
     #[arg(long, value_name = "NORM")]
     clip: Option<f64>,
+    /// Dropout rate of every block's attention and MLP outputs, in training.
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
     /// Adam's first-moment decay (microgpt: 0.85).
     #[arg(long, default_value_t = 0.85)]
     beta1: f64,
@@ -294,6 +297,7 @@ fn main_job() -> Result<()> {
         seed: 42,
         threads: cores(),
         adam: AdamConfig::MICROGPT,
+        dropout: 0.0,
         out: None,
         plot: None,
         resume: false,
@@ -353,6 +357,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             warmup: a.warmup,
             ..AdamConfig::MICROGPT
         },
+        dropout: a.dropout,
         out: Some(a.out.clone()),
         plot: a.plot,
         resume: a.resume,

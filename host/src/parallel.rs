@@ -9,7 +9,7 @@
 use std::marker::PhantomData;
 
 use anyhow::{Result, anyhow};
-use microgpt_core::{Acts, Adam, AdamConfig, Batch, Config, Kernels, Params, Transposed, Vocab, Weights, backward, forward};
+use microgpt_core::{Acts, Adam, AdamConfig, Batch, Config, Dropout, Kernels, Params, Transposed, Vocab, Weights, backward, forward, forward_train};
 
 use crate::simd::Simd;
 
@@ -20,6 +20,8 @@ struct Worker<C: Config> {
     batch: Batch<C>,
     /// What the worker's share of the last job gave.
     result: Result<f64>,
+    /// Which worker: its dropout masks differ from the others'.
+    index: u64,
 }
 
 /// Workers for up to `threads` threads, with kernels `K`.
@@ -35,8 +37,8 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
     pub fn new(threads: usize) -> Result<Self> {
         let threads = threads.max(1);
         let pool = (threads > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads - 1).build()).transpose()?;
-        let workers = (0..threads)
-            .map(|_| Worker { acts: bytemuck::zeroed_box(), grads: bytemuck::zeroed_box(), batch: Batch::new(), result: Ok(0.0) })
+        let workers = (0..threads as u64)
+            .map(|index| Worker { acts: bytemuck::zeroed_box(), grads: bytemuck::zeroed_box(), batch: Batch::new(), result: Ok(0.0), index })
             .collect();
         Ok(Workers { workers, pool, kernels: PhantomData })
     }
@@ -55,12 +57,14 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
         Ok((used, rows))
     }
 
-    /// Forward and backward of the batch `names`; returns the mean loss per predicted
-    /// token, and leaves its gradient in [`Workers::grads`].
-    pub fn step(&mut self, w: &Weights<'_, C>, vocab: &Vocab, names: &[&str]) -> Result<f64> {
+    /// Forward and backward of the batch `names`, with `dropout` (each worker's masks
+    /// drawn from its own seed); returns the mean loss per predicted token, and leaves
+    /// its gradient in [`Workers::grads`].
+    pub fn step(&mut self, w: &Weights<'_, C>, vocab: &Vocab, names: &[&str], dropout: Dropout) -> Result<f64> {
         let (used, rows) = self.fill(vocab, names)?;
         let sum = self.run(used, |worker| {
-            let loss = forward::<C, f32, K>(w, &worker.batch, &mut worker.acts)?;
+            let dropout = Dropout { seed: dropout.seed ^ worker.index << 56, ..dropout };
+            let loss = forward_train::<C, f32, K>(w, &worker.batch, &mut worker.acts, dropout)?;
             worker.grads.reset(w.dims().vocab)?;
             backward::<C, f32, K>(w, &worker.batch, &mut worker.acts, worker.grads.as_mut_slice(), rows)?;
             Ok(loss as f64 * worker.batch.rows().len() as f64)
@@ -162,11 +166,13 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
         Ok(())
     }
 
-    /// One step on the batch `names` with learning rate `lr`: forward, backward, the
-    /// reduction of the gradients, and Adam. Returns the loss before the update.
-    pub fn step(&mut self, vocab: &Vocab, names: &[&str], lr: f64, hp: &AdamConfig) -> Result<f64> {
+    /// One step on the batch `names` with learning rate `lr` and the given dropout
+    /// rate: forward, backward, the reduction of the gradients, and Adam. Returns the
+    /// loss before the update. The dropout masks depend on the step's number alone.
+    pub fn step(&mut self, vocab: &Vocab, names: &[&str], lr: f64, hp: &AdamConfig, dropout: f32) -> Result<f64> {
         let w = view::<C, K>(&self.params, &self.transposed)?;
-        let loss = self.workers.step(&w, vocab, names)?;
+        let dropout = Dropout { rate: dropout, seed: u64::from(self.adam.steps()) << 24 };
+        let loss = self.workers.step(&w, vocab, names, dropout)?;
         self.adam.update::<K>(self.params.as_mut_slice(), self.workers.grads(), lr, hp)?;
         self.refresh();
         Ok(loss)

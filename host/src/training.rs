@@ -24,8 +24,10 @@ pub struct TrainOptions {
     pub seed: i64,
     /// Threads that share each batch.
     pub threads: usize,
-    /// Adam's hyper-parameters; the rate decays linearly to 0 over `steps`.
+    /// Adam's hyper-parameters and learning-rate schedule.
     pub adam: AdamConfig,
+    /// The dropout rate of every block's attention and MLP outputs.
+    pub dropout: f32,
     /// Where to write the trained weights (and `<out>.ckpt`).
     pub out: Option<PathBuf>,
     /// Where to draw the loss curve.
@@ -86,6 +88,7 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     ensure!((0.0..1.0).contains(&hp.beta1) && (0.0..1.0).contains(&hp.beta2), "--beta1 and --beta2 must be in [0, 1)");
     ensure!(hp.weight_decay >= 0.0 && hp.weight_decay * hp.lr < 1.0, "--weight-decay must be 0 or more, and below 1 / --lr");
     ensure!(hp.max_grad_norm.is_none_or(|c| c > 0.0), "--clip must be positive");
+    ensure!((0.0..1.0).contains(&opts.dropout), "--dropout must be in [0, 1)");
     data.warn_truncation::<C>();
     let vocab = data.vocab.clone();
     let (train_docs, val_docs, mut rng) = split(&data.docs, opts.seed);
@@ -110,7 +113,7 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     for step in start..end {
         names.clear();
         names.extend((0..opts.batch).map(|i| train_docs[(step * opts.batch + i) % train_docs.len()].as_str()));
-        let loss = trainer.step(&vocab, &names, opts.adam.rate(step, opts.steps), &opts.adam)?;
+        let loss = trainer.step(&vocab, &names, opts.adam.rate(step, opts.steps), &opts.adam, opts.dropout)?;
         if !loss.is_finite() {
             bail!("training diverged at step {} (loss {loss}); try a lower --lr", step + 1);
         }
