@@ -9,8 +9,13 @@
 //!
 //! | config | parameters | weights | training working set | inference state |
 //! |---|---|---|---|---|
-//! | [`Micro`] (microgpt.py) | 4,192 | 16.4 KiB | 1,030 KiB at batch 32 (92 KiB at batch 1) | 2.7 KiB |
-//! | [`Makemore`] | 201,088 | 785 KiB | 12.5 MiB at batch 32 | 9.4 KiB |
+//! | [`Micro`] (microgpt.py) | 4,192 | 16,768 B | 1,111,808 B at batch 32 (99,968 B for a batch of 1) | 2,924 B |
+//! | [`Makemore`] | 201,088 | 804,352 B | 12,728,576 B at batch 32 | 35,180 B |
+//!
+//! The training working set is weights, gradients, Adam's two moments and the
+//! activations of a full batch ([`Config::TRAIN_BYTES`]); the inference state is the KV
+//! cache and work vectors of one stream ([`Config::DECODER_BYTES`]), the weights
+//! excluded since they can stay in flash. `core/tests/config.rs` checks every figure.
 //!
 //! The parts, each in its own module:
 //!
@@ -38,7 +43,7 @@
 //! let mut init = Params::<Micro>::new(vocab.len())?;
 //! init.init(vocab.len(), &mut rng)?;
 //!
-//! // 92 KB at batch 1; a `static` or a box would do as well as the stack here.
+//! // 1.1 MB for batches of up to 32 names: a box (or a `static`), not the stack.
 //! let mut trainer: Box<Trainer<Micro>> = bytemuck::zeroed_box();
 //! trainer.start(&init)?;
 //! let mut batch = Batch::<Micro>::new();

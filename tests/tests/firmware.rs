@@ -9,13 +9,14 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-#[test]
-fn firmware_names_equal_host_names() {
+/// Builds the QEMU firmware with `weights` (the shipped micro weights when `None`), runs
+/// it, and checks that its names are the host's for the same weights and seed.
+fn firmware_names_equal_host_names(weights: Option<&str>) {
     if !qemu_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let elf = build_firmware(Board::Qemu(None), dir.path());
+    let elf = build_firmware(Board::Qemu(weights.map(|w| root().join(w))), dir.path());
     let started = std::time::Instant::now();
     let out = run_in_qemu(&elf);
     let log = text(&out.stdout);
@@ -30,18 +31,8 @@ fn firmware_names_equal_host_names() {
         .lines()
         .filter_map(|l| l.strip_prefix("name ")?.split_once(": ").map(|(_, n)| n))
         .collect();
-    let host = microgpt(
-        root(),
-        &[
-            "sample",
-            "--weights",
-            "data/micro.bin",
-            "--seed",
-            "42",
-            "--count",
-            "20",
-        ],
-    );
+    let file = weights.unwrap_or("data/micro.bin");
+    let host = microgpt(root(), &["sample", "--weights", file, "--seed", "42", "--count", "20"]);
     assert!(host.status.success());
     let host = text(&host.stdout);
     assert_eq!(
@@ -59,7 +50,18 @@ fn firmware_names_equal_host_names() {
         .and_then(|s| s.split(' ').next()?.parse().ok())
         .expect("instructions per token");
     assert!(per_token > 1_000, "{summary}");
-    eprintln!("{summary}");
+    eprintln!("{file}: {summary}");
+}
+
+#[test]
+fn firmware_names_equal_host_names_micro() {
+    firmware_names_equal_host_names(None);
+}
+
+/// The 201,088-parameter makemore model fits the chip too: 786 KB of weights in flash.
+#[test]
+fn firmware_names_equal_host_names_makemore() {
+    firmware_names_equal_host_names(Some("data/makemore.bin"));
 }
 
 #[test]
