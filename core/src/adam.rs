@@ -154,23 +154,41 @@ impl<C: Config, F: Float> Adam<C, F> {
     /// [`AdamConfig::rate`]). The gradient is first scaled down to
     /// [`AdamConfig::max_grad_norm`] if it is longer; the scale goes into the moments'
     /// coefficients, so the gradient itself is not rewritten.
-    pub fn update<K: Kernels<F>>(&mut self, params: &mut [F], grads: &[F], lr: f64, hp: &AdamConfig) -> Result<(), Error> {
+    pub fn update<K: Kernels<F>>(
+        &mut self,
+        params: &mut [F],
+        grads: &[F],
+        lr: f64,
+        hp: &AdamConfig,
+    ) -> Result<(), Error> {
         if grads.len() != params.len() || params.len() > C::NUM_PARAMS {
-            return Err(Error::ParamCount { expected: params.len().min(C::NUM_PARAMS), found: grads.len() });
+            return Err(Error::ParamCount {
+                expected: params.len().min(C::NUM_PARAMS),
+                found: grads.len(),
+            });
         }
+        let norm = hp.max_grad_norm.map(|_| K::dot(grads, grads).to_f64());
+        let step = self.begin(lr, hp, norm);
+        let (m, v) = self.moments_mut(params.len());
+        K::adam(params, grads, m, v, &step);
+        Ok(())
+    }
+
+    /// Counts a step and returns its coefficients, for callers that apply them to
+    /// parts of the parameters themselves ([`Kernels::adam`] on [`Adam::moments_mut`]),
+    /// as data-parallel trainers do. `grad_norm_sq` is the squared norm of the whole
+    /// gradient, needed when [`AdamConfig::max_grad_norm`] is set.
+    pub fn begin(&mut self, lr: f64, hp: &AdamConfig, grad_norm_sq: Option<f64>) -> AdamStep<F> {
         self.t += 1;
         let t = self.t as f64;
         let bc1 = 1.0 - libm::pow(hp.beta1, t);
         let bc2 = 1.0 - libm::pow(hp.beta2, t);
-        let clip = match hp.max_grad_norm {
-            Some(max) => {
-                let norm = libm::sqrt(K::dot(grads, grads).to_f64());
-                if norm > max { max / norm } else { 1.0 }
-            }
-            None => 1.0,
+        let clip = match (hp.max_grad_norm, grad_norm_sq) {
+            (Some(max), Some(sq)) if libm::sqrt(sq) > max => max / libm::sqrt(sq),
+            _ => 1.0,
         };
         // m̂ / (√v̂ + eps) = (m / bc1) / (√(v / bc2) + eps); the divisions become products.
-        let step = AdamStep {
+        AdamStep {
             beta1: F::from_f64(hp.beta1),
             beta2: F::from_f64(hp.beta2),
             one_minus_beta1: F::from_f64((1.0 - hp.beta1) * clip),
@@ -179,9 +197,12 @@ impl<C: Config, F: Float> Adam<C, F> {
             inv_bc2: F::from_f64(1.0 / bc2),
             eps: F::from_f64(hp.eps),
             decay: F::from_f64(1.0 - lr * hp.weight_decay),
-        };
-        let n = params.len();
-        K::adam(params, grads, &mut self.m.as_mut()[..n], &mut self.v.as_mut()[..n], &step);
-        Ok(())
+        }
+    }
+
+    /// The moments `(m, v)` of the first `n` parameters (at most `C::NUM_PARAMS`).
+    pub fn moments_mut(&mut self, n: usize) -> (&mut [F], &mut [F]) {
+        let n = n.min(C::NUM_PARAMS);
+        (&mut self.m.as_mut()[..n], &mut self.v.as_mut()[..n])
     }
 }

@@ -72,7 +72,12 @@ impl Dims {
     /// resid` (E each), `s0`, the logits (vocab), and the gradient scratch `dres, dln, dq,
     /// dk, dv, dy` (E each) and `da` (MLP).
     pub const fn acts_per_row(&self) -> usize {
-        self.layers * self.layer_acts_per_row() + 2 * self.embd + 1 + self.vocab + 6 * self.embd + self.mlp
+        self.layers * self.layer_acts_per_row()
+            + 2 * self.embd
+            + 1
+            + self.vocab
+            + 6 * self.embd
+            + self.mlp
     }
 
     /// Floats of one block's training activations per row: `xin, ln1, q, k, v, y, xmid,

@@ -123,7 +123,10 @@ pub trait Kernels<F: Float> {
     /// The backward of [`Kernels::matmul_forward`]: `dinp += dout · m` and
     /// `dw += doutᵀ · inp`.
     fn matmul_backward(dinp: &mut [F], dw: &mut [F], dout: &[F], inp: &[F], m: Matrix<'_, F>) {
-        let rows = dout.chunks_exact(m.rows()).zip(inp.chunks_exact(m.cols)).zip(dinp.chunks_exact_mut(m.cols));
+        let rows = dout
+            .chunks_exact(m.rows())
+            .zip(inp.chunks_exact(m.cols))
+            .zip(dinp.chunks_exact_mut(m.cols));
         for ((d, x), dx) in rows {
             Self::matvec_t_acc(dx, m.w, d);
             Self::outer_acc(dw, d, x);

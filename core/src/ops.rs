@@ -110,7 +110,11 @@ pub fn dropout_forward<F: Float>(x: &mut [F], mask: &mut [F], rate: f32, seed: u
     // Keep an element when 24 random bits reach the rate's threshold.
     let threshold = (rate as f64 * (1 << 24) as f64) as u64;
     for (i, (x, m)) in x.iter_mut().zip(mask.iter_mut()).enumerate() {
-        *m = if splitmix64(seed ^ i as u64) >> 40 >= threshold { keep } else { F::ZERO };
+        *m = if splitmix64(seed ^ i as u64) >> 40 >= threshold {
+            keep
+        } else {
+            F::ZERO
+        };
         *x *= *m;
     }
 }
@@ -138,7 +142,15 @@ fn splitmix64(x: u64) -> u64 {
 /// Each phase runs over every head before the next phase: the heads are independent,
 /// and side by side they keep the processor busy.
 #[inline]
-pub fn attention_forward<F: Float, K: Kernels<F>>(y: &mut [F], att: &mut [F], q: &[F], k: &[F], v: &[F], rows: &[Row], dims: &Dims) {
+pub fn attention_forward<F: Float, K: Kernels<F>>(
+    y: &mut [F],
+    att: &mut [F],
+    q: &[F],
+    k: &[F],
+    v: &[F],
+    rows: &[Row],
+    dims: &Dims,
+) {
     let (e, d, t) = (dims.embd, dims.head_dim(), dims.block);
     let scale = F::ONE / F::from_usize(d).sqrt();
     for (r, row) in rows.iter().enumerate() {
@@ -190,7 +202,12 @@ pub fn attention_backward<F: Float, K: Kernels<F>>(
         let (qr, dyr) = (&q[r * e..][..e], &dy[r * e..][..e]);
         for s in 0..n {
             let (vs, dvs) = (&v[(start + s) * e..][..e], &mut dv[(start + s) * e..][..e]);
-            for (h, ((dyh, vh), dvh)) in dyr.chunks_exact(d).zip(vs.chunks_exact(d)).zip(dvs.chunks_exact_mut(d)).enumerate() {
+            for (h, ((dyh, vh), dvh)) in dyr
+                .chunks_exact(d)
+                .zip(vs.chunks_exact(d))
+                .zip(dvs.chunks_exact_mut(d))
+                .enumerate()
+            {
                 datt[h * t + s] = K::dot(dyh, vh);
                 K::axpy(att[h * t + s], dyh, dvh);
             }
@@ -201,7 +218,11 @@ pub fn attention_backward<F: Float, K: Kernels<F>>(
         let dqr = &mut dq[r * e..][..e];
         for s in 0..n {
             let (ks, dks) = (&k[(start + s) * e..][..e], &mut dk[(start + s) * e..][..e]);
-            let heads = dqr.chunks_exact_mut(d).zip(qr.chunks_exact(d)).zip(ks.chunks_exact(d)).zip(dks.chunks_exact_mut(d));
+            let heads = dqr
+                .chunks_exact_mut(d)
+                .zip(qr.chunks_exact(d))
+                .zip(ks.chunks_exact(d))
+                .zip(dks.chunks_exact_mut(d));
             for (h, (((dqh, qh), kh), dkh)) in heads.enumerate() {
                 let ds = att[h * t + s] * (datt[h * t + s] - means[h]) * scale;
                 K::axpy(ds, kh, dqh);

@@ -235,20 +235,34 @@ impl<'a, C: Config, F: Float> Weights<'a, C, F> {
                 found: params.len(),
             });
         }
-        Ok(Weights { params, transposed: None, layout, config: PhantomData })
+        Ok(Weights {
+            params,
+            transposed: None,
+            layout,
+            config: PhantomData,
+        })
     }
 
     /// The same weights, with the transposes of their matrices for the kernels that
     /// prefer them. `t` must have been refreshed from these weights.
     pub fn with_transposed(self, t: &'a Transposed<C, F>) -> Result<Self, Error> {
         if t.vocab != self.layout.dims().vocab {
-            return Err(Error::Usage("the transposed weights are for another vocabulary"));
+            return Err(Error::Usage(
+                "the transposed weights are for another vocabulary",
+            ));
         }
-        Ok(Weights { transposed: Some(t.as_slice()), ..self })
+        Ok(Weights {
+            transposed: Some(t.as_slice()),
+            ..self
+        })
     }
 
     fn matrix(&self, r: Range<usize>, cols: usize) -> Matrix<'a, F> {
-        Matrix { w: &self.params[r.clone()], t: self.transposed.map(|t| &t[r]), cols }
+        Matrix {
+            w: &self.params[r.clone()],
+            t: self.transposed.map(|t| &t[r]),
+            cols,
+        }
     }
 
     /// The layout of the block.

@@ -222,7 +222,12 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
         attention_forward::<F, K>(la.y, la.att, la.q, la.k, la.v, rows, &d);
         K::matmul_forward(la.xmid, la.y, lw.wo);
         if drop {
-            dropout_forward(la.xmid, la.drop1, dropout.rate, dropout.seed ^ ((2 * l as u64) << 48));
+            dropout_forward(
+                la.xmid,
+                la.drop1,
+                dropout.rate,
+                dropout.seed ^ ((2 * l as u64) << 48),
+            );
         }
         residual_forward(la.xmid, la.xin);
         rmsnorm_forward::<F, K>(la.ln2, la.s2, la.xmid, e);
@@ -230,7 +235,12 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
         relu_forward(la.a);
         K::matmul_forward(a.resid, la.a, lw.fc2);
         if drop {
-            dropout_forward(a.resid, la.drop2, dropout.rate, dropout.seed ^ ((2 * l as u64 + 1) << 48));
+            dropout_forward(
+                a.resid,
+                la.drop2,
+                dropout.rate,
+                dropout.seed ^ ((2 * l as u64 + 1) << 48),
+            );
         }
         residual_forward(a.resid, la.xmid);
     }
@@ -282,7 +292,13 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
 
     crossentropy_backward(a.logits, rows, d.vocab, F::ONE / F::from_usize(norm));
     a.dres.fill(F::ZERO);
-    K::matmul_backward(a.dres, &mut grads[layout.lm_head()], a.logits, a.resid, w.lm_head());
+    K::matmul_backward(
+        a.dres,
+        &mut grads[layout.lm_head()],
+        a.logits,
+        a.resid,
+        w.lm_head(),
+    );
     for l in (0..d.layers).rev() {
         let (lw, la, g) = (
             w.layer(l),

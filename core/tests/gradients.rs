@@ -162,7 +162,10 @@ fn fused_backward_matches_finite_differences() {
 
 #[test]
 fn dropout_backward_matches_finite_differences() {
-    let dropout = Dropout { rate: 0.3, seed: 12345 };
+    let dropout = Dropout {
+        rate: 0.3,
+        seed: 12345,
+    };
     check_finite_differences_dropout::<Tiny>(&["emma", "isabella", "mia"], dropout);
     // The masks do something: the loss differs from the loss without dropout.
     let vocab = vocab_of(&NAMES);

@@ -13,7 +13,9 @@ fn random(rng: &mut PyRandom, n: usize) -> Vec<f32> {
 
 fn transpose(w: &[f32], cols: usize) -> Vec<f32> {
     let rows = w.len() / cols;
-    (0..rows * cols).map(|i| w[(i % rows) * cols + i / rows]).collect()
+    (0..rows * cols)
+        .map(|i| w[(i % rows) * cols + i / rows])
+        .collect()
 }
 
 fn softmax(c: &mut Criterion) {
@@ -46,23 +48,48 @@ fn products(c: &mut Criterion) {
 
 fn product(c: &mut Criterion, (rows, n_in, n_out): (usize, usize, usize)) {
     let mut rng = PyRandom::new(2);
-    let (w, x, d) = (random(&mut rng, n_out * n_in), random(&mut rng, rows * n_in), random(&mut rng, rows * n_out));
+    let (w, x, d) = (
+        random(&mut rng, n_out * n_in),
+        random(&mut rng, rows * n_in),
+        random(&mut rng, rows * n_out),
+    );
     let t = transpose(&w, n_in);
-    let m = Matrix { w: &w, t: Some(&t), cols: n_in };
+    let m = Matrix {
+        w: &w,
+        t: Some(&t),
+        cols: n_in,
+    };
     let mut out = vec![0.0; rows * n_out];
-    c.bench_function(&format!("matmul forward {rows}x{n_in}x{n_out} scalar"), |b| b.iter(|| <Scalar as Kernels<f32>>::matmul_forward(&mut out, black_box(&x), m)));
-    c.bench_function(&format!("matmul forward {rows}x{n_in}x{n_out} simd"), |b| b.iter(|| Simd::matmul_forward(&mut out, black_box(&x), m)));
+    c.bench_function(
+        &format!("matmul forward {rows}x{n_in}x{n_out} scalar"),
+        |b| b.iter(|| <Scalar as Kernels<f32>>::matmul_forward(&mut out, black_box(&x), m)),
+    );
+    c.bench_function(&format!("matmul forward {rows}x{n_in}x{n_out} simd"), |b| {
+        b.iter(|| Simd::matmul_forward(&mut out, black_box(&x), m))
+    });
     let (mut dx, mut dw) = (vec![0.0; rows * n_in], vec![0.0; n_out * n_in]);
-    c.bench_function(&format!("matmul backward {rows}x{n_in}x{n_out} scalar"), |b| b.iter(|| <Scalar as Kernels<f32>>::matmul_backward(&mut dx, &mut dw, black_box(&d), &x, m)));
-    c.bench_function(&format!("matmul backward {rows}x{n_in}x{n_out} simd"), |b| b.iter(|| Simd::matmul_backward(&mut dx, &mut dw, black_box(&d), &x, m)));
+    c.bench_function(
+        &format!("matmul backward {rows}x{n_in}x{n_out} scalar"),
+        |b| {
+            b.iter(|| {
+                <Scalar as Kernels<f32>>::matmul_backward(&mut dx, &mut dw, black_box(&d), &x, m)
+            })
+        },
+    );
+    c.bench_function(
+        &format!("matmul backward {rows}x{n_in}x{n_out} simd"),
+        |b| b.iter(|| Simd::matmul_backward(&mut dx, &mut dw, black_box(&d), &x, m)),
+    );
     // The two halves of the backward: the input gradient alone (an empty weight
     // gradient), then the weight gradient alone (an empty input gradient).
-    c.bench_function(&format!("matmul backward {rows}x{n_in}x{n_out} simd, input gradient"), |b| {
-        b.iter(|| Simd::matmul_backward(&mut dx, &mut [], black_box(&d), &x, m))
-    });
-    c.bench_function(&format!("matmul backward {rows}x{n_in}x{n_out} simd, weight gradient"), |b| {
-        b.iter(|| Simd::matmul_backward(&mut [], &mut dw, black_box(&d), &x, m))
-    });
+    c.bench_function(
+        &format!("matmul backward {rows}x{n_in}x{n_out} simd, input gradient"),
+        |b| b.iter(|| Simd::matmul_backward(&mut dx, &mut [], black_box(&d), &x, m)),
+    );
+    c.bench_function(
+        &format!("matmul backward {rows}x{n_in}x{n_out} simd, weight gradient"),
+        |b| b.iter(|| Simd::matmul_backward(&mut [], &mut dw, black_box(&d), &x, m)),
+    );
 }
 
 criterion_group!(benches, softmax, products);

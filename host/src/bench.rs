@@ -9,7 +9,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use microgpt_core::{AdamConfig, Config, Decoder, Kernels, Makemore, Micro, Params, PyRandom, Scalar, Transposed, Vocab, generate};
+use microgpt_core::{
+    AdamConfig, Config, Decoder, Kernels, Makemore, Micro, Params, PyRandom, Scalar, Transposed,
+    Vocab, generate,
+};
 
 use crate::dataset::{Dataset, split};
 use crate::parallel::ParallelTrainer;
@@ -34,14 +37,29 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 /// Trains `steps` steps of `batch` names on `threads` threads from microgpt's start
 /// (seed 42), and returns the seconds and the rows (predicted tokens) trained on.
-fn train_run<C: Config, K: Kernels<f32>>(data: &Dataset, steps: usize, batch: usize, threads: usize) -> Result<(f64, usize)> {
+fn train_run<C: Config, K: Kernels<f32>>(
+    data: &Dataset,
+    steps: usize,
+    batch: usize,
+    threads: usize,
+) -> Result<(f64, usize)> {
     let (docs, _, mut rng) = split(&data.docs, 42);
     let mut params: Box<Params<C>> = bytemuck::zeroed_box();
     params.init(data.vocab.len(), &mut rng)?;
     let mut trainer = ParallelTrainer::<C, K>::new(params, threads)?;
     let hp = AdamConfig::MICROGPT;
-    let names: Vec<Vec<&str>> = (0..steps).map(|s| (0..batch).map(|i| docs[(s * batch + i) % docs.len()].as_str()).collect()).collect();
-    let rows: usize = names.iter().flatten().map(|n| (n.chars().count() + 1).min(C::DIMS.block)).sum();
+    let names: Vec<Vec<&str>> = (0..steps)
+        .map(|s| {
+            (0..batch)
+                .map(|i| docs[(s * batch + i) % docs.len()].as_str())
+                .collect()
+        })
+        .collect();
+    let rows: usize = names
+        .iter()
+        .flatten()
+        .map(|n| (n.chars().count() + 1).min(C::DIMS.block))
+        .sum();
     let start = Instant::now();
     for (step, names) in names.iter().enumerate() {
         trainer.step(&data.vocab, names, hp.rate(step, steps), &hp, 0.0)?;
@@ -51,10 +69,18 @@ fn train_run<C: Config, K: Kernels<f32>>(data: &Dataset, steps: usize, batch: us
 
 /// Tokens per second of one sampling stream with kernels `K` (and the transposed
 /// weights when they use them), over `names` names.
-fn sample_rate<K: Kernels<f32>>(params: &Params<Micro>, vocab: &Vocab, names: usize) -> Result<f64> {
+fn sample_rate<K: Kernels<f32>>(
+    params: &Params<Micro>,
+    vocab: &Vocab,
+    names: usize,
+) -> Result<f64> {
     let mut t: Box<Transposed<Micro>> = bytemuck::zeroed_box();
     t.refresh::<K>(&params.weights());
-    let w = if K::PREFERS_TRANSPOSED { params.weights().with_transposed(&t)? } else { params.weights() };
+    let w = if K::PREFERS_TRANSPOSED {
+        params.weights().with_transposed(&t)?
+    } else {
+        params.weights()
+    };
     let mut decoder = Decoder::<Micro>::new();
     let mut rng = PyRandom::new(42);
     let mut name = String::with_capacity(64);
@@ -76,11 +102,20 @@ fn python(script: &Path, args: &[&str], dir: Option<&Path>) -> Result<(String, f
     if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
-    let out = cmd.output().with_context(|| format!("cannot run python3 {}", script.display()))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run python3 {}", script.display()))?;
     if !out.status.success() {
-        bail!("python3 {} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "python3 {} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    Ok((String::from_utf8_lossy(&out.stdout).into_owned(), start.elapsed().as_secs_f64()))
+    Ok((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        start.elapsed().as_secs_f64(),
+    ))
 }
 
 /// Measures every figure and prints the table.
@@ -93,43 +128,114 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         rows.push((what.to_owned(), value));
     };
 
-    let ms = |k: fn(&Dataset) -> Result<f64>| -> Result<f64> { Ok(median((0..r).map(|_| k(&data)).collect::<Result<_>>()?) * 1e3) };
+    let ms = |k: fn(&Dataset) -> Result<f64>| -> Result<f64> {
+        Ok(median((0..r).map(|_| k(&data)).collect::<Result<_>>()?) * 1e3)
+    };
     let simd_ms = ms(|d| Ok(train_run::<Micro, Simd>(d, 1000, 1, 1)?.0))?;
-    row("microgpt's schedule (1000 steps, 1 name per step, 1 thread), SIMD kernels", format!("{simd_ms:.1} ms"));
+    row(
+        "microgpt's schedule (1000 steps, 1 name per step, 1 thread), SIMD kernels",
+        format!("{simd_ms:.1} ms"),
+    );
     let scalar_ms = ms(|d| Ok(train_run::<Micro, Scalar>(d, 1000, 1, 1)?.0))?;
-    row("the same with the scalar kernels", format!("{scalar_ms:.1} ms"));
+    row(
+        "the same with the scalar kernels",
+        format!("{scalar_ms:.1} ms"),
+    );
 
     for threads in [1, 2] {
-        let us = median((0..r).map(|_| train_run::<Micro, Simd>(&data, 300, 16, threads).map(|(s, _)| s * 1e6 / (300.0 * 16.0))).collect::<Result<_>>()?);
-        row(&format!("micro, batch 16, {threads} thread{}: time per name", if threads > 1 { "s" } else { "" }), format!("{us:.2} µs"));
+        let us = median(
+            (0..r)
+                .map(|_| {
+                    train_run::<Micro, Simd>(&data, 300, 16, threads)
+                        .map(|(s, _)| s * 1e6 / (300.0 * 16.0))
+                })
+                .collect::<Result<_>>()?,
+        );
+        row(
+            &format!(
+                "micro, batch 16, {threads} thread{}: time per name",
+                if threads > 1 { "s" } else { "" }
+            ),
+            format!("{us:.2} µs"),
+        );
     }
 
     let (docs, _, mut rng) = split(&data.docs, 42);
     let _ = docs;
     let mut params: Box<Params<Micro>> = bytemuck::zeroed_box();
     params.init(data.vocab.len(), &mut rng)?;
-    let exact = median((0..r).map(|_| sample_rate::<Scalar>(&params, &data.vocab, 20_000)).collect::<Result<_>>()?);
-    row("sampling, one stream, scalar kernels (bit-exact with the firmware)", format!("{:.2}M tokens/s", exact / 1e6));
-    let fast = median((0..r).map(|_| sample_rate::<Simd>(&params, &data.vocab, 20_000)).collect::<Result<_>>()?);
-    row("sampling, one stream, SIMD kernels", format!("{:.2}M tokens/s", fast / 1e6));
+    let exact = median(
+        (0..r)
+            .map(|_| sample_rate::<Scalar>(&params, &data.vocab, 20_000))
+            .collect::<Result<_>>()?,
+    );
+    row(
+        "sampling, one stream, scalar kernels (bit-exact with the firmware)",
+        format!("{:.2}M tokens/s", exact / 1e6),
+    );
+    let fast = median(
+        (0..r)
+            .map(|_| sample_rate::<Simd>(&params, &data.vocab, 20_000))
+            .collect::<Result<_>>()?,
+    );
+    row(
+        "sampling, one stream, SIMD kernels",
+        format!("{:.2}M tokens/s", fast / 1e6),
+    );
 
     for threads in [1, 2] {
-        let rate = median((0..r).map(|_| train_run::<Makemore, Simd>(&data, 20, 32, threads).map(|(s, rows)| rows as f64 / s)).collect::<Result<_>>()?);
-        row(&format!("makemore, batch 32, {threads} thread{}: training tokens/s", if threads > 1 { "s" } else { "" }), format!("{rate:.0}"));
+        let rate = median(
+            (0..r)
+                .map(|_| {
+                    train_run::<Makemore, Simd>(&data, 20, 32, threads)
+                        .map(|(s, rows)| rows as f64 / s)
+                })
+                .collect::<Result<_>>()?,
+        );
+        row(
+            &format!(
+                "makemore, batch 32, {threads} thread{}: training tokens/s",
+                if threads > 1 { "s" } else { "" }
+            ),
+            format!("{rate:.0}"),
+        );
     }
 
     if opts.numpy_peer.exists() {
-        let (out, _) = python(&opts.numpy_peer, &["--data", &opts.data.to_string_lossy(), "--steps", "1000", "--print-every", "1000"], None)?;
-        let secs: f64 = out.lines().find_map(|l| l.strip_prefix("train seconds: ")?.trim().parse().ok()).context("the numpy peer printed no time")?;
-        row("numpy peer, microgpt's schedule (same run)", format!("{:.1} ms ({:.0}× ours)", secs * 1e3, secs * 1e3 / simd_ms));
+        let (out, _) = python(
+            &opts.numpy_peer,
+            &[
+                "--data",
+                &opts.data.to_string_lossy(),
+                "--steps",
+                "1000",
+                "--print-every",
+                "1000",
+            ],
+            None,
+        )?;
+        let secs: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("train seconds: ")?.trim().parse().ok())
+            .context("the numpy peer printed no time")?;
+        row(
+            "numpy peer, microgpt's schedule (same run)",
+            format!("{:.1} ms ({:.0}× ours)", secs * 1e3, secs * 1e3 / simd_ms),
+        );
     } else {
-        eprintln!("(the numpy peer is not at {}; skipped)", opts.numpy_peer.display());
+        eprintln!(
+            "(the numpy peer is not at {}; skipped)",
+            opts.numpy_peer.display()
+        );
     }
     if let Some(py) = &opts.microgpt_py {
         let dir = py.parent().unwrap_or(Path::new("."));
         let script = PathBuf::from(py.file_name().context("a script path")?);
         let (_, secs) = python(&script, &[], Some(dir))?;
-        row("microgpt.py, its schedule (same run)", format!("{secs:.1} s ({:.0}× ours)", secs * 1e3 / simd_ms));
+        row(
+            "microgpt.py, its schedule (same run)",
+            format!("{secs:.1} s ({:.0}× ours)", secs * 1e3 / simd_ms),
+        );
     }
 
     println!("| benchmark | this machine |\n|---|---|");

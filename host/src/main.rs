@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use microgpt::simd::Simd;
-use microgpt_core::{AdamConfig, Config, Schedule, Decoder, Kernels, PyRandom, Scalar, Transposed, Vocab, Weights, generate};
+use microgpt_core::{
+    AdamConfig, Config, Decoder, Kernels, PyRandom, Scalar, Schedule, Transposed, Vocab, Weights,
+    generate,
+};
 
 use microgpt::dataset::Dataset;
 use microgpt::model_file::{ModelConfig, WeightBytes, weights_of, write_atomic};
@@ -271,15 +274,7 @@ fn print_names<C: Config, K: Kernels<f32>>(
     let mut name = String::new();
     for _ in 0..count {
         name.clear();
-        generate::<C, f32, K, _, _>(
-            &mut decoder,
-            w,
-            vocab,
-            rng,
-            temperature,
-            prefix,
-            &mut name,
-        )?;
+        generate::<C, f32, K, _, _>(&mut decoder, w, vocab, rng, temperature, prefix, &mut name)?;
         writeln!(out, "{name}")?;
     }
     out.flush()?;
@@ -409,9 +404,23 @@ fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) 
     if a.fast {
         let mut t: Box<Transposed<C>> = bytemuck::zeroed_box();
         t.refresh::<Simd>(&w);
-        print_names::<C, Simd>(&w.with_transposed(&t)?, file.vocab(), &mut rng, a.count, a.temperature, &a.prefix)
+        print_names::<C, Simd>(
+            &w.with_transposed(&t)?,
+            file.vocab(),
+            &mut rng,
+            a.count,
+            a.temperature,
+            &a.prefix,
+        )
     } else {
-        print_names::<C, Scalar>(&w, file.vocab(), &mut rng, a.count, a.temperature, &a.prefix)
+        print_names::<C, Scalar>(
+            &w,
+            file.vocab(),
+            &mut rng,
+            a.count,
+            a.temperature,
+            &a.prefix,
+        )
     }
 }
 

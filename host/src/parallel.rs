@@ -9,7 +9,10 @@
 use std::marker::PhantomData;
 
 use anyhow::{Result, anyhow};
-use microgpt_core::{Acts, Adam, AdamConfig, Batch, Config, Dropout, Kernels, Params, Transposed, Vocab, Weights, backward, forward, forward_train};
+use microgpt_core::{
+    Acts, Adam, AdamConfig, Batch, Config, Dropout, Float, Kernels, Params, Transposed, Vocab,
+    Weights, backward, forward, forward_train,
+};
 
 use crate::simd::Simd;
 
@@ -36,54 +39,100 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
     /// of `threads - 1` threads the others, so that no more threads run than asked.
     pub fn new(threads: usize) -> Result<Self> {
         let threads = threads.max(1);
-        let pool = (threads > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads - 1).build()).transpose()?;
+        let pool = (threads > 1)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads - 1)
+                    .build()
+            })
+            .transpose()?;
         let workers = (0..threads as u64)
-            .map(|index| Worker { acts: bytemuck::zeroed_box(), grads: bytemuck::zeroed_box(), batch: Batch::new(), result: Ok(0.0), index })
+            .map(|index| Worker {
+                acts: bytemuck::zeroed_box(),
+                grads: bytemuck::zeroed_box(),
+                batch: Batch::new(),
+                result: Ok(0.0),
+                index,
+            })
             .collect();
-        Ok(Workers { workers, pool, kernels: PhantomData })
+        Ok(Workers {
+            workers,
+            pool,
+            kernels: PhantomData,
+        })
     }
 
-    /// Splits `names` among the workers: worker `w` of `n` takes a contiguous share.
-    /// Returns the number of workers in use and the rows of the batch.
+    /// Splits `names` among the workers in contiguous shares of about the same number
+    /// of rows (a name's cost): each name goes to the worker whose share holds the
+    /// middle of its rows. If that would put more than a batch's names on one worker
+    /// (evaluation passes many names at once), the shares have equal counts instead.
+    /// Returns the number of workers in use and the rows.
     fn fill(&mut self, vocab: &Vocab, names: &[&str]) -> Result<(usize, usize)> {
         let used = self.workers.len().min(names.len()).max(1);
-        let mut rows = 0;
-        for (w, worker) in self.workers[..used].iter_mut().enumerate() {
-            worker.batch.clear();
-            for name in &names[w * names.len() / used..(w + 1) * names.len() / used] {
-                rows += worker.batch.push(vocab, name).map_err(|e| anyhow!("the name {name:?}: {e}"))?;
-            }
+        let cost = |n: &str| (n.chars().count() + 1).min(C::DIMS.block);
+        let total: usize = names.iter().map(|n| cost(n)).sum();
+        let mut before = 0;
+        let mut owner: Vec<usize> = names
+            .iter()
+            .map(|n| {
+                let c = cost(n);
+                before += c;
+                ((2 * (before - c) + c) * used / (2 * total.max(1))).min(used - 1)
+            })
+            .collect();
+        if (0..used).any(|w| owner.iter().filter(|&&o| o == w).count() > C::BATCH) {
+            owner = (0..names.len()).map(|i| i * used / names.len()).collect();
         }
-        Ok((used, rows))
+        self.workers[..used]
+            .iter_mut()
+            .for_each(|w| w.batch.clear());
+        for (name, &w) in names.iter().zip(&owner) {
+            self.workers[w]
+                .batch
+                .push(vocab, name)
+                .map_err(|e| anyhow!("the name {name:?}: {e}"))?;
+        }
+        Ok((used, total))
     }
 
     /// Forward and backward of the batch `names`, with `dropout` (each worker's masks
-    /// drawn from its own seed); returns the mean loss per predicted token, and leaves
-    /// its gradient in [`Workers::grads`].
-    pub fn step(&mut self, w: &Weights<'_, C>, vocab: &Vocab, names: &[&str], dropout: Dropout) -> Result<f64> {
+    /// drawn from its own seed). Returns the mean loss per predicted token and the
+    /// number of workers used; each leaves the gradient of its share, scaled to the
+    /// whole batch, in its own buffer.
+    fn step(
+        &mut self,
+        w: &Weights<'_, C>,
+        vocab: &Vocab,
+        names: &[&str],
+        dropout: Dropout,
+    ) -> Result<(f64, usize)> {
         let (used, rows) = self.fill(vocab, names)?;
         let sum = self.run(used, |worker| {
-            let dropout = Dropout { seed: dropout.seed ^ worker.index << 56, ..dropout };
+            let dropout = Dropout {
+                seed: dropout.seed ^ worker.index << 56,
+                ..dropout
+            };
             let loss = forward_train::<C, f32, K>(w, &worker.batch, &mut worker.acts, dropout)?;
             worker.grads.reset(w.dims().vocab)?;
-            backward::<C, f32, K>(w, &worker.batch, &mut worker.acts, worker.grads.as_mut_slice(), rows)?;
+            backward::<C, f32, K>(
+                w,
+                &worker.batch,
+                &mut worker.acts,
+                worker.grads.as_mut_slice(),
+                rows,
+            )?;
             Ok(loss as f64 * worker.batch.rows().len() as f64)
         })?;
-        let (first, rest) = self.workers.split_at_mut(1);
-        let total = first[0].grads.as_mut_slice();
-        for worker in &rest[..used - 1] {
-            total.iter_mut().zip(worker.grads.as_slice()).for_each(|(t, g)| *t += g);
-        }
-        Ok(sum / rows as f64)
-    }
-
-    /// The gradient of the last step.
-    pub fn grads(&self) -> &[f32] {
-        self.workers[0].grads.as_slice()
+        Ok((sum / rows as f64, used))
     }
 
     /// The summed negative log-likelihood and the rows of `names`, forward only.
-    pub fn eval(&mut self, w: &Weights<'_, C>, vocab: &Vocab, names: &[&str]) -> Result<(f64, usize)> {
+    pub fn eval(
+        &mut self,
+        w: &Weights<'_, C>,
+        vocab: &Vocab,
+        names: &[&str],
+    ) -> Result<(f64, usize)> {
         let mut total = (0.0, 0);
         for chunk in names.chunks(C::BATCH * self.workers.len()) {
             let (used, rows) = self.fill(vocab, chunk)?;
@@ -98,7 +147,11 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
 
     /// Runs `f` on the first `used` workers that have names, the first on this thread
     /// and the others on the pool, and adds the results in worker order.
-    fn run(&mut self, used: usize, f: impl Fn(&mut Worker<C>) -> Result<f64> + Sync) -> Result<f64> {
+    fn run(
+        &mut self,
+        used: usize,
+        f: impl Fn(&mut Worker<C>) -> Result<f64> + Sync,
+    ) -> Result<f64> {
         let f = |w: &mut Worker<C>| w.result = if w.batch.is_empty() { Ok(0.0) } else { f(w) };
         let (first, rest) = self.workers[..used].split_at_mut(1);
         match &self.pool {
@@ -110,13 +163,38 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
             }),
             _ => f(&mut first[0]),
         }
-        self.workers[..used].iter_mut().map(|w| std::mem::replace(&mut w.result, Ok(0.0))).sum()
+        self.workers[..used]
+            .iter_mut()
+            .map(|w| std::mem::replace(&mut w.result, Ok(0.0)))
+            .sum()
+    }
+}
+
+/// Runs the jobs, the first on this thread and the others on the pool (all here
+/// without one).
+fn spawn_all(pool: Option<&rayon::ThreadPool>, mut jobs: Vec<impl FnOnce() + Send>) {
+    match pool {
+        Some(pool) if jobs.len() > 1 => {
+            let first = jobs.remove(0);
+            pool.in_place_scope(|s| {
+                for job in jobs {
+                    s.spawn(move |_| job());
+                }
+                first();
+            });
+        }
+        _ => jobs.into_iter().for_each(|job| job()),
     }
 }
 
 /// Mean negative log-likelihood per predicted token of `names`, in nats: makemore's
 /// "loss" of a split. `None` for no names.
-pub fn mean_loss<C: Config, K: Kernels<f32>>(workers: &mut Workers<C, K>, w: &Weights<'_, C>, vocab: &Vocab, names: &[&str]) -> Result<Option<f64>> {
+pub fn mean_loss<C: Config, K: Kernels<f32>>(
+    workers: &mut Workers<C, K>,
+    w: &Weights<'_, C>,
+    vocab: &Vocab,
+    names: &[&str],
+) -> Result<Option<f64>> {
     if names.is_empty() {
         return Ok(None);
     }
@@ -136,7 +214,12 @@ pub struct ParallelTrainer<C: Config, K = Simd> {
 impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
     /// Starts from `params` with fresh moments, on `threads` threads.
     pub fn new(params: Box<Params<C>>, threads: usize) -> Result<Self> {
-        let mut t = ParallelTrainer { params, adam: bytemuck::zeroed_box(), transposed: bytemuck::zeroed_box(), workers: Workers::new(threads)? };
+        let mut t = ParallelTrainer {
+            params,
+            adam: bytemuck::zeroed_box(),
+            transposed: bytemuck::zeroed_box(),
+            workers: Workers::new(threads)?,
+        };
         t.refresh();
         Ok(t)
     }
@@ -159,7 +242,14 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
     }
 
     /// Restores weights and Adam's state from a checkpoint.
-    pub fn restore(&mut self, vocab: usize, params: &[f32], m: &[f32], v: &[f32], steps: u32) -> Result<()> {
+    pub fn restore(
+        &mut self,
+        vocab: usize,
+        params: &[f32],
+        m: &[f32],
+        v: &[f32],
+        steps: u32,
+    ) -> Result<()> {
         self.params.copy_from(vocab, params)?;
         self.adam.restore(m, v, steps)?;
         self.refresh();
@@ -169,13 +259,69 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
     /// One step on the batch `names` with learning rate `lr` and the given dropout
     /// rate: forward, backward, the reduction of the gradients, and Adam. Returns the
     /// loss before the update. The dropout masks depend on the step's number alone.
-    pub fn step(&mut self, vocab: &Vocab, names: &[&str], lr: f64, hp: &AdamConfig, dropout: f32) -> Result<f64> {
+    pub fn step(
+        &mut self,
+        vocab: &Vocab,
+        names: &[&str],
+        lr: f64,
+        hp: &AdamConfig,
+        dropout: f32,
+    ) -> Result<f64> {
         let w = view::<C, K>(&self.params, &self.transposed)?;
-        let dropout = Dropout { rate: dropout, seed: u64::from(self.adam.steps()) << 24 };
-        let loss = self.workers.step(&w, vocab, names, dropout)?;
-        self.adam.update::<K>(self.params.as_mut_slice(), self.workers.grads(), lr, hp)?;
+        let dropout = Dropout {
+            rate: dropout,
+            seed: u64::from(self.adam.steps()) << 24,
+        };
+        let (loss, used) = self.workers.step(&w, vocab, names, dropout)?;
+        self.update(used, lr, hp);
         self.refresh();
         Ok(loss)
+    }
+
+    /// Adds up the workers' gradients and applies Adam, each worker on its own part of
+    /// the parameters: first the sums (and their squares, for clipping), then the
+    /// update.
+    fn update(&mut self, used: usize, lr: f64, hp: &AdamConfig) {
+        let n = self.params.as_slice().len();
+        // Below about 64K parameters the hand-off to the pool costs more than it saves.
+        let part = if n < 1 << 16 { n } else { n.div_ceil(used) };
+        let pool = self.workers.pool.as_ref();
+        let (first, rest) = self.workers.workers[..used].split_at_mut(1);
+        let total = first[0].grads.as_mut_slice();
+        let others: Vec<&[f32]> = rest.iter().map(|w| w.grads.as_slice()).collect();
+        let mut squares = vec![0.0f64; n.div_ceil(part)];
+        let clip = hp.max_grad_norm.is_some();
+        let sums = total
+            .chunks_mut(part)
+            .zip(squares.iter_mut())
+            .enumerate()
+            .map(|(i, (total, sq))| {
+                let others = &others;
+                move || {
+                    for other in others {
+                        total
+                            .iter_mut()
+                            .zip(&other[i * part..])
+                            .for_each(|(t, g)| *t += g);
+                    }
+                    if clip {
+                        *sq = K::dot(total, total).to_f64();
+                    }
+                }
+            });
+        spawn_all(pool, sums.collect());
+
+        let step = self.adam.begin(lr, hp, clip.then(|| squares.iter().sum()));
+        let (m, v) = self.adam.moments_mut(n);
+        let total = self.workers.workers[0].grads.as_slice();
+        let parts = self
+            .params
+            .as_mut_slice()
+            .chunks_mut(part)
+            .zip(total.chunks(part))
+            .zip(m.chunks_mut(part).zip(v.chunks_mut(part)));
+        let updates = parts.map(|((p, g), (m, v))| move || K::adam(p, g, m, v, &step));
+        spawn_all(pool, updates.collect());
     }
 
     /// The mean loss per predicted token of `names` (see [`mean_loss`]).
@@ -191,7 +337,14 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
 }
 
 /// The weights as the kernels `K` want them: with their transposes if they use them.
-fn view<'a, C: Config, K: Kernels<f32>>(params: &'a Params<C>, transposed: &'a Transposed<C>) -> Result<Weights<'a, C>> {
+fn view<'a, C: Config, K: Kernels<f32>>(
+    params: &'a Params<C>,
+    transposed: &'a Transposed<C>,
+) -> Result<Weights<'a, C>> {
     let w = params.weights();
-    Ok(if K::PREFERS_TRANSPOSED { w.with_transposed(transposed)? } else { w })
+    Ok(if K::PREFERS_TRANSPOSED {
+        w.with_transposed(transposed)?
+    } else {
+        w
+    })
 }

@@ -43,12 +43,19 @@ fn exp(x: f32x8) -> f32x8 {
     let r = n.mul_neg_add(f32x8::splat(0.693_359_4), xc);
     let r = n.mul_neg_add(f32x8::splat(-2.121_944_4e-4), r);
     let mut p = f32x8::splat(1.987_569_1e-4);
-    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ] {
         p = p.mul_add(r, f32x8::splat(c));
     }
     let y = p.mul_add(r * r, r) + f32x8::splat(1.0);
     let scale: f32x8 = bytemuck::cast((n.fast_round_int() + i32x8::splat(127)) << 23);
-    x.simd_lt(f32x8::splat(-86.0)).select(f32x8::ZERO, y * scale)
+    x.simd_lt(f32x8::splat(-86.0))
+        .select(f32x8::ZERO, y * scale)
 }
 
 /// Up to 8 values in one register, `-inf` past the end.
@@ -66,7 +73,12 @@ fn padded(x: &[f32]) -> f32x8 {
 #[inline(always)]
 fn hmax(v: f32x8) -> f32 {
     let a = v.to_array();
-    let m = [a[0].max(a[4]), a[1].max(a[5]), a[2].max(a[6]), a[3].max(a[7])];
+    let m = [
+        a[0].max(a[4]),
+        a[1].max(a[5]),
+        a[2].max(a[6]),
+        a[3].max(a[7]),
+    ];
     m[0].max(m[2]).max(m[1].max(m[3]))
 }
 
@@ -126,14 +138,22 @@ fn gemm<const ADD: bool>(out: &mut [f32], width: usize, coef: Coef<'_>, vecs: &[
 /// partial sums: blocks of 16 columns (two registers per row and partial sum), then 8,
 /// then the scalar tail.
 #[inline(always)]
-fn gemm_rows<const ADD: bool, const A: usize, const P: usize>(out: &mut [f32], width: usize, a0: usize, coef: Coef<'_>, vecs: &[f32], ks: Range<usize>) {
+fn gemm_rows<const ADD: bool, const A: usize, const P: usize>(
+    out: &mut [f32],
+    width: usize,
+    a0: usize,
+    coef: Coef<'_>,
+    vecs: &[f32],
+    ks: Range<usize>,
+) {
     let (k_start, ks) = (ks.start, ks.end);
     let (sa, sk) = (coef.a_stride, coef.k_stride);
     // SAFETY (all three): `gemm` checked that rows `a0..a0 + A` of `out`, rows `0..ks` of
     // `vecs` and the coefficients of those rows and of `k < ks` are in bounds, and `j`
     // stays below `width` less the lanes read.
     let c = |a: usize, k: usize| f32x8::splat(unsafe { *coef.data.get_unchecked(a * sa + k * sk) });
-    let v = |k: usize, j: usize| load(unsafe { vecs.get_unchecked(k * width + j..k * width + j + 8) });
+    let v =
+        |k: usize, j: usize| load(unsafe { vecs.get_unchecked(k * width + j..k * width + j + 8) });
     let at = |a: usize, j: usize| (a0 + a) * width + j;
     let mut j = 0;
     while j + 16 <= width {
@@ -164,7 +184,9 @@ fn gemm_rows<const ADD: bool, const A: usize, const P: usize>(out: &mut [f32], w
             }
         }
         for r in 0..A {
-            let (s0, s1) = acc.iter().fold((f32x8::ZERO, f32x8::ZERO), |(x, y), p| (x + p[r][0], y + p[r][1]));
+            let (s0, s1) = acc.iter().fold((f32x8::ZERO, f32x8::ZERO), |(x, y), p| {
+                (x + p[r][0], y + p[r][1])
+            });
             store(&mut out[at(r, j)..], s0);
             store(&mut out[at(r, j + 8)..], s1);
         }
@@ -194,7 +216,10 @@ fn gemm_rows<const ADD: bool, const A: usize, const P: usize>(out: &mut [f32], w
             }
         }
         for r in 0..A {
-            store(&mut out[at(r, j)..], acc.iter().fold(f32x8::ZERO, |x, p| x + p[r]));
+            store(
+                &mut out[at(r, j)..],
+                acc.iter().fold(f32x8::ZERO, |x, p| x + p[r]),
+            );
         }
         j += 8;
     }
@@ -216,7 +241,8 @@ impl Kernels<f32> for Simd {
         let n = a.len().min(b.len());
         if n == 4 {
             // Attention heads of 4, as in microgpt: one 4-lane product.
-            return (f32x4::new([a[0], a[1], a[2], a[3]]) * f32x4::new([b[0], b[1], b[2], b[3]])).reduce_add();
+            return (f32x4::new([a[0], a[1], a[2], a[3]]) * f32x4::new([b[0], b[1], b[2], b[3]]))
+                .reduce_add();
         }
         if n < 8 {
             return <Scalar as Kernels<f32>>::dot(a, b);
@@ -232,7 +258,10 @@ impl Kernels<f32> for Simd {
     fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
         let n = x.len().min(y.len());
         if n == 4 {
-            let v = f32x4::splat(alpha).mul_add(f32x4::new([x[0], x[1], x[2], x[3]]), f32x4::new([y[0], y[1], y[2], y[3]]));
+            let v = f32x4::splat(alpha).mul_add(
+                f32x4::new([x[0], x[1], x[2], x[3]]),
+                f32x4::new([y[0], y[1], y[2], y[3]]),
+            );
             y[..4].copy_from_slice(v.as_array());
             return;
         }
@@ -241,7 +270,10 @@ impl Kernels<f32> for Simd {
         }
         let split = n - n % 8;
         let a = f32x8::splat(alpha);
-        for (x, y) in x[..split].chunks_exact(8).zip(y[..split].chunks_exact_mut(8)) {
+        for (x, y) in x[..split]
+            .chunks_exact(8)
+            .zip(y[..split].chunks_exact_mut(8))
+        {
             store(y, a.mul_add(load(x), load(y)));
         }
         <Scalar as Kernels<f32>>::axpy(alpha, &x[split..n], &mut y[split..n]);
@@ -313,9 +345,22 @@ impl Kernels<f32> for Simd {
 
     fn adam(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep<f32>) {
         let split = p.len() - p.len() % 8;
-        let [b1, b2, c1, c2, k1, k2, eps, decay] =
-            [s.beta1, s.beta2, s.one_minus_beta1, s.one_minus_beta2, s.lr_over_bc1, s.inv_bc2, s.eps, s.decay].map(f32x8::splat);
-        let blocks = p[..split].chunks_exact_mut(8).zip(g.chunks_exact(8)).zip(m.chunks_exact_mut(8)).zip(v.chunks_exact_mut(8));
+        let [b1, b2, c1, c2, k1, k2, eps, decay] = [
+            s.beta1,
+            s.beta2,
+            s.one_minus_beta1,
+            s.one_minus_beta2,
+            s.lr_over_bc1,
+            s.inv_bc2,
+            s.eps,
+            s.decay,
+        ]
+        .map(f32x8::splat);
+        let blocks = p[..split]
+            .chunks_exact_mut(8)
+            .zip(g.chunks_exact(8))
+            .zip(m.chunks_exact_mut(8))
+            .zip(v.chunks_exact_mut(8));
         for (((p, g), m), v) in blocks {
             let g = load(g);
             let mm = b1 * load(m) + c1 * g;
@@ -324,7 +369,13 @@ impl Kernels<f32> for Simd {
             store(v, vv);
             store(p, load(p) * decay - k1 * mm / ((vv * k2).sqrt() + eps));
         }
-        <Scalar as Kernels<f32>>::adam(&mut p[split..], &g[split..], &mut m[split..], &mut v[split..], s);
+        <Scalar as Kernels<f32>>::adam(
+            &mut p[split..],
+            &g[split..],
+            &mut m[split..],
+            &mut v[split..],
+            s,
+        );
     }
 
     /// In 8 × 8 tiles, each transposed in registers.
@@ -333,7 +384,8 @@ impl Kernels<f32> for Simd {
         let (r8, c8) = (rows - rows % 8, cols - cols % 8);
         for r in (0..r8).step_by(8) {
             for c in (0..c8).step_by(8) {
-                let tile = f32x8::transpose(core::array::from_fn(|i| load(&src[(r + i) * cols + c..])));
+                let tile =
+                    f32x8::transpose(core::array::from_fn(|i| load(&src[(r + i) * cols + c..])));
                 for (i, t) in tile.into_iter().enumerate() {
                     store(&mut dst[(c + i) * rows + r..], t);
                 }
@@ -358,7 +410,16 @@ impl Kernels<f32> for Simd {
         let n_out = m.rows();
         match m.t {
             Some(t) => {
-                gemm::<false>(out, n_out, Coef { data: inp, a_stride: m.cols, k_stride: 1 }, t);
+                gemm::<false>(
+                    out,
+                    n_out,
+                    Coef {
+                        data: inp,
+                        a_stride: m.cols,
+                        k_stride: 1,
+                    },
+                    t,
+                );
             }
             None => {
                 for (o, x) in out.chunks_exact_mut(n_out).zip(inp.chunks_exact(m.cols)) {
@@ -372,17 +433,44 @@ impl Kernels<f32> for Simd {
 
     /// `dinp += dout · w` (rows of `dout` times rows of `w`) and
     /// `dw += doutᵀ · inp` (columns of `dout` times rows of `inp`).
-    fn matmul_backward(dinp: &mut [f32], dw: &mut [f32], dout: &[f32], inp: &[f32], m: Matrix<'_, f32>) {
+    fn matmul_backward(
+        dinp: &mut [f32],
+        dw: &mut [f32],
+        dout: &[f32],
+        inp: &[f32],
+        m: Matrix<'_, f32>,
+    ) {
         let n_out = m.rows();
-        gemm::<true>(dinp, m.cols, Coef { data: dout, a_stride: n_out, k_stride: 1 }, m.w);
-        gemm::<true>(dw, m.cols, Coef { data: dout, a_stride: 1, k_stride: n_out }, inp);
+        gemm::<true>(
+            dinp,
+            m.cols,
+            Coef {
+                data: dout,
+                a_stride: n_out,
+                k_stride: 1,
+            },
+            m.w,
+        );
+        gemm::<true>(
+            dw,
+            m.cols,
+            Coef {
+                data: dout,
+                a_stride: 1,
+                k_stride: n_out,
+            },
+            inp,
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use microgpt_core::{Batch, Config, Makemore, Micro, Params, PyRandom, Trainer, Transposed, Vocab, backward, forward};
+    use microgpt_core::{
+        Batch, Config, Makemore, Micro, Params, PyRandom, Trainer, Transposed, Vocab, backward,
+        forward,
+    };
 
     fn random(rng: &mut PyRandom, n: usize) -> Vec<f32> {
         (0..n).map(|_| rng.random() as f32 * 2.0 - 1.0).collect()
@@ -395,7 +483,9 @@ mod tests {
 
     fn transpose(w: &[f32], cols: usize) -> Vec<f32> {
         let rows = w.len() / cols;
-        (0..rows * cols).map(|i| w[(i % rows) * cols + i / rows]).collect()
+        (0..rows * cols)
+            .map(|i| w[(i % rows) * cols + i / rows])
+            .collect()
     }
 
     #[test]
@@ -410,7 +500,10 @@ mod tests {
             Simd::axpy(0.3, &a, &mut y2);
             assert!(rel(&y2, &y1) < 1e-6);
             let (mut o1, mut o2) = (vec![0.0; n], vec![0.0; n]);
-            let (s1, s2) = (<Scalar as Kernels<f32>>::rmsnorm(&mut o1, &a), Simd::rmsnorm(&mut o2, &a));
+            let (s1, s2) = (
+                <Scalar as Kernels<f32>>::rmsnorm(&mut o1, &a),
+                Simd::rmsnorm(&mut o2, &a),
+            );
             assert!((s1 - s2).abs() / s1 < 1e-5 && rel(&o2, &o1) < 1e-5);
             let scaled: Vec<f32> = a.iter().map(|x| x * 30.0).collect();
             let (mut p1, mut p2) = (scaled.clone(), scaled);
@@ -446,16 +539,31 @@ mod tests {
     fn adam_and_transpose_agree_with_scalar() {
         let mut rng = PyRandom::new(4);
         for n in [5, 8, 27, 4192] {
-            let g: Vec<f32> = random(&mut rng, n).into_iter().map(|x| if x > 0.5 { 0.0 } else { x }).collect();
+            let g: Vec<f32> = random(&mut rng, n)
+                .into_iter()
+                .map(|x| if x > 0.5 { 0.0 } else { x })
+                .collect();
             let p = random(&mut rng, n);
             let (mut p1, mut m1, mut v1) = (p.clone(), vec![0.0; n], vec![0.0; n]);
             let (mut p2, mut m2, mut v2) = (p.clone(), vec![0.0; n], vec![0.0; n]);
-            let s = AdamStep { beta1: 0.85, beta2: 0.99, one_minus_beta1: 0.15, one_minus_beta2: 0.01, lr_over_bc1: 0.066, inv_bc2: 100.0, eps: 1e-8, decay: 1.0 };
+            let s = AdamStep {
+                beta1: 0.85,
+                beta2: 0.99,
+                one_minus_beta1: 0.15,
+                one_minus_beta2: 0.01,
+                lr_over_bc1: 0.066,
+                inv_bc2: 100.0,
+                eps: 1e-8,
+                decay: 1.0,
+            };
             for _ in 0..3 {
                 <Scalar as Kernels<f32>>::adam(&mut p1, &g, &mut m1, &mut v1, &s);
                 Simd::adam(&mut p2, &g, &mut m2, &mut v2, &s);
             }
-            let (d1, d2): (Vec<f32>, Vec<f32>) = (p1.iter().zip(&p).map(|(a, b)| a - b).collect(), p2.iter().zip(&p).map(|(a, b)| a - b).collect());
+            let (d1, d2): (Vec<f32>, Vec<f32>) = (
+                p1.iter().zip(&p).map(|(a, b)| a - b).collect(),
+                p2.iter().zip(&p).map(|(a, b)| a - b).collect(),
+            );
             assert!(rel(&d2, &d1) < 1e-5, "adam of {n}: {}", rel(&d2, &d1));
         }
         for (rows, cols) in [(16, 16), (27, 16), (64, 16), (16, 64), (5, 3), (256, 64)] {
@@ -470,11 +578,24 @@ mod tests {
     #[test]
     fn products_agree_with_scalar() {
         let mut rng = PyRandom::new(2);
-        for (rows, n_in, n_out) in [(1, 16, 16), (7, 16, 64), (7, 64, 16), (5, 16, 27), (13, 64, 256), (3, 5, 3)] {
-            let (w, x) = (random(&mut rng, n_out * n_in), random(&mut rng, rows * n_in));
+        for (rows, n_in, n_out) in [
+            (1, 16, 16),
+            (7, 16, 64),
+            (7, 64, 16),
+            (5, 16, 27),
+            (13, 64, 256),
+            (3, 5, 3),
+        ] {
+            let (w, x) = (
+                random(&mut rng, n_out * n_in),
+                random(&mut rng, rows * n_in),
+            );
             let t = transpose(&w, n_in);
             let plain = Matrix::new(&w, n_in);
-            let with_t = Matrix { t: Some(&t), ..plain };
+            let with_t = Matrix {
+                t: Some(&t),
+                ..plain
+            };
             let mut want = vec![0.0; rows * n_out];
             <Scalar as Kernels<f32>>::matmul_forward(&mut want, &x, plain);
             for m in [plain, with_t] {
@@ -483,11 +604,17 @@ mod tests {
                 assert!(rel(&got, &want) < 1e-5, "forward {rows}x{n_in}x{n_out}");
             }
             let d = random(&mut rng, rows * n_out);
-            let (mut dx1, mut dw1) = (random(&mut rng, rows * n_in), random(&mut rng, n_out * n_in));
+            let (mut dx1, mut dw1) = (
+                random(&mut rng, rows * n_in),
+                random(&mut rng, n_out * n_in),
+            );
             let (mut dx2, mut dw2) = (dx1.clone(), dw1.clone());
             <Scalar as Kernels<f32>>::matmul_backward(&mut dx1, &mut dw1, &d, &x, plain);
             Simd::matmul_backward(&mut dx2, &mut dw2, &d, &x, with_t);
-            assert!(rel(&dx2, &dx1) < 1e-5 && rel(&dw2, &dw1) < 1e-5, "backward {rows}x{n_in}x{n_out}");
+            assert!(
+                rel(&dx2, &dx1) < 1e-5 && rel(&dw2, &dw1) < 1e-5,
+                "backward {rows}x{n_in}x{n_out}"
+            );
         }
     }
 
@@ -510,14 +637,20 @@ mod tests {
         let w = plain.with_transposed(&tr).unwrap();
         t.grads.reset(27).unwrap();
         let l1 = forward::<C, f32, Scalar>(&plain, &batch, &mut t.acts).unwrap();
-        backward::<C, f32, Scalar>(&plain, &batch, &mut t.acts, t.grads.as_mut_slice(), rows).unwrap();
+        backward::<C, f32, Scalar>(&plain, &batch, &mut t.acts, t.grads.as_mut_slice(), rows)
+            .unwrap();
         let g1 = t.grads.as_slice().to_vec();
         t.grads.reset(27).unwrap();
         let l2 = forward::<C, f32, Simd>(&w, &batch, &mut t.acts).unwrap();
         backward::<C, f32, Simd>(&w, &batch, &mut t.acts, t.grads.as_mut_slice(), rows).unwrap();
         let g2 = t.grads.as_slice();
         assert!((l1 - l2).abs() < 1e-5, "{} loss: {l1} vs {l2}", C::NAME);
-        assert!(rel(g2, &g1) < 1e-5, "{} gradients differ by {}", C::NAME, rel(g2, &g1));
+        assert!(
+            rel(g2, &g1) < 1e-5,
+            "{} gradients differ by {}",
+            C::NAME,
+            rel(g2, &g1)
+        );
     }
 
     #[test]

@@ -84,11 +84,26 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     );
     ensure!(opts.threads >= 1, "--threads must be at least 1");
     let hp = &opts.adam;
-    ensure!(hp.lr.is_finite() && hp.lr > 0.0, "--lr must be a positive number");
-    ensure!((0.0..1.0).contains(&hp.beta1) && (0.0..1.0).contains(&hp.beta2), "--beta1 and --beta2 must be in [0, 1)");
-    ensure!(hp.weight_decay >= 0.0 && hp.weight_decay * hp.lr < 1.0, "--weight-decay must be 0 or more, and below 1 / --lr");
-    ensure!(hp.max_grad_norm.is_none_or(|c| c > 0.0), "--clip must be positive");
-    ensure!((0.0..1.0).contains(&opts.dropout), "--dropout must be in [0, 1)");
+    ensure!(
+        hp.lr.is_finite() && hp.lr > 0.0,
+        "--lr must be a positive number"
+    );
+    ensure!(
+        (0.0..1.0).contains(&hp.beta1) && (0.0..1.0).contains(&hp.beta2),
+        "--beta1 and --beta2 must be in [0, 1)"
+    );
+    ensure!(
+        hp.weight_decay >= 0.0 && hp.weight_decay * hp.lr < 1.0,
+        "--weight-decay must be 0 or more, and below 1 / --lr"
+    );
+    ensure!(
+        hp.max_grad_norm.is_none_or(|c| c > 0.0),
+        "--clip must be positive"
+    );
+    ensure!(
+        (0.0..1.0).contains(&opts.dropout),
+        "--dropout must be in [0, 1)"
+    );
     data.warn_truncation::<C>();
     let vocab = data.vocab.clone();
     let (train_docs, val_docs, mut rng) = split(&data.docs, opts.seed);
@@ -99,12 +114,20 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
 
     let ckpt = opts.out.as_deref().map(checkpoint_path);
     if opts.resume {
-        let path = ckpt.as_deref().context("--resume needs --out: it continues from <out>.ckpt")?;
+        let path = ckpt
+            .as_deref()
+            .context("--resume needs --out: it continues from <out>.ckpt")?;
         start = load_checkpoint(path, &mut trainer, &vocab, opts, train_docs.len())?;
         eprintln!("resuming from {} at step {start}", path.display());
     }
-    ensure!(start <= opts.steps, "the checkpoint is at step {start}, past --steps {}", opts.steps);
-    let end = opts.stop_after.map_or(opts.steps, |n| (start + n).min(opts.steps));
+    ensure!(
+        start <= opts.steps,
+        "the checkpoint is at step {start}, past --steps {}",
+        opts.steps
+    );
+    let end = opts
+        .stop_after
+        .map_or(opts.steps, |n| (start + n).min(opts.steps));
 
     let val_names: Vec<&str> = val_docs.iter().map(String::as_str).collect();
     let mut curve = (Vec::new(), Vec::new());
@@ -112,10 +135,22 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     let mut names: Vec<&str> = Vec::with_capacity(opts.batch);
     for step in start..end {
         names.clear();
-        names.extend((0..opts.batch).map(|i| train_docs[(step * opts.batch + i) % train_docs.len()].as_str()));
-        let loss = trainer.step(&vocab, &names, opts.adam.rate(step, opts.steps), &opts.adam, opts.dropout)?;
+        names.extend(
+            (0..opts.batch)
+                .map(|i| train_docs[(step * opts.batch + i) % train_docs.len()].as_str()),
+        );
+        let loss = trainer.step(
+            &vocab,
+            &names,
+            opts.adam.rate(step, opts.steps),
+            &opts.adam,
+            opts.dropout,
+        )?;
         if !loss.is_finite() {
-            bail!("training diverged at step {} (loss {loss}); try a lower --lr", step + 1);
+            bail!(
+                "training diverged at step {} (loss {loss}); try a lower --lr",
+                step + 1
+            );
         }
         let done = step + 1;
         let val = match opts.eval_every {
@@ -131,7 +166,11 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     let seconds = progress.finish().as_secs_f64();
 
     let every = train_docs.len().div_ceil(opts.train_loss_names.max(1));
-    let train_names: Vec<&str> = train_docs.iter().step_by(every).map(String::as_str).collect();
+    let train_names: Vec<&str> = train_docs
+        .iter()
+        .step_by(every)
+        .map(String::as_str)
+        .collect();
     let train_loss = trainer.eval(&vocab, &train_names)?;
     let val_loss = trainer.eval(&vocab, &val_names)?;
     if let Some(out) = &opts.out {
@@ -141,7 +180,8 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
         }
     }
     if let Some(plot) = &opts.plot {
-        crate::plot::loss_curve(plot, &curve.0, &curve.1).with_context(|| format!("cannot plot the losses to {}", plot.display()))?;
+        crate::plot::loss_curve(plot, &curve.0, &curve.1)
+            .with_context(|| format!("cannot plot the losses to {}", plot.display()))?;
     }
     Ok(Trained {
         params: trainer.into_params(),
@@ -240,6 +280,12 @@ fn load_checkpoint<C: Config>(
             .collect())
     };
     let steps: u32 = get("adam_steps")?.parse().map_err(|_| bad("adam_steps"))?;
-    trainer.restore(vocab.len(), &floats("params")?, &floats("adam_m")?, &floats("adam_v")?, steps)?;
+    trainer.restore(
+        vocab.len(),
+        &floats("params")?,
+        &floats("adam_m")?,
+        &floats("adam_v")?,
+        steps,
+    )?;
     get("step")?.parse().map_err(|_| bad("step"))
 }

@@ -32,7 +32,10 @@ fn firmware_names_equal_host_names(weights: Option<&str>) {
         .filter_map(|l| l.strip_prefix("name ")?.split_once(": ").map(|(_, n)| n))
         .collect();
     let file = weights.unwrap_or("data/micro.bin");
-    let host = microgpt(root(), &["sample", "--weights", file, "--seed", "42", "--count", "20"]);
+    let host = microgpt(
+        root(),
+        &["sample", "--weights", file, "--seed", "42", "--count", "20"],
+    );
     assert!(host.status.success());
     let host = text(&host.stdout);
     assert_eq!(

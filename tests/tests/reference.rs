@@ -4,9 +4,7 @@
 use std::process::Command;
 
 use microgpt::reference::Glibc;
-use microgpt_core::{
-    AdamConfig, Batch, Micro, Params, PyRandom, Scalar, Trainer, Vocab,
-};
+use microgpt_core::{AdamConfig, Batch, Micro, Params, PyRandom, Scalar, Trainer, Vocab};
 use microgpt_tests::{microgpt, root, shared};
 
 #[test]
