@@ -62,7 +62,8 @@ pub trait Kernels<F: Float> {
     fn softmax(x: &mut [F]);
 
     /// [`Kernels::softmax`] of the first `n` values of every `stride` values of `x`.
-    /// Rows are independent, and kernels may interleave them.
+    /// Rows are independent, and kernels may interleave them; the values past `n` in
+    /// each row are scratch, which kernels may overwrite.
     fn softmax_rows(x: &mut [F], stride: usize, n: usize) {
         for row in x.chunks_mut(stride) {
             let n = n.min(row.len());
