@@ -99,7 +99,9 @@ fn softmax_short<const R: usize>(rows: &mut [&mut [f32]; R]) {
 /// phase; the other lanes are stored as 0.
 #[inline(always)]
 fn softmax_masked<const R: usize>(x: &mut [f32], offsets: [usize; R], live: f32x8) {
-    let v: [f32x8; R] = core::array::from_fn(|i| live.select(load(&x[offsets[i]..]), f32x8::splat(f32::NEG_INFINITY)));
+    let v: [f32x8; R] = core::array::from_fn(|i| {
+        live.select(load(&x[offsets[i]..]), f32x8::splat(f32::NEG_INFINITY))
+    });
     let e: [f32x8; R] = core::array::from_fn(|i| exp(v[i] - f32x8::splat(hmax(v[i]))));
     let p: [f32x8; R] = core::array::from_fn(|i| e[i] * f32x8::splat(1.0 / e[i].reduce_add()));
     for (&o, p) in offsets.iter().zip(p) {
@@ -334,7 +336,8 @@ impl Kernels<f32> for Simd {
         if stride >= 8 && x.len().is_multiple_of(stride) {
             // Whole rows of 8 or more: load 8 lanes and mask the ones past `n`, with no
             // copying and no branches (the rest of a row is scratch).
-            let live = f32x8::new([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]).simd_lt(f32x8::splat(n as f32));
+            let live = f32x8::new([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+                .simd_lt(f32x8::splat(n as f32));
             let rows = x.len() / stride;
             let mut r = 0;
             while r + 4 <= rows {
@@ -541,12 +544,18 @@ mod tests {
         // Rows of attention scores: every length up to the context, 1 to 6 rows.
         for n in 1..=16 {
             for rows in 1..=6 {
-                let x: Vec<f32> = random(&mut rng, rows * 16).into_iter().map(|v| v * 8.0).collect();
+                let x: Vec<f32> = random(&mut rng, rows * 16)
+                    .into_iter()
+                    .map(|v| v * 8.0)
+                    .collect();
                 let (mut a, mut b) = (x.clone(), x);
                 <Scalar as Kernels<f32>>::softmax_rows(&mut a, 16, n);
                 Simd::softmax_rows(&mut b, 16, n);
                 for (ra, rb) in a.chunks(16).zip(b.chunks(16)) {
-                    assert!(rel(&rb[..n], &ra[..n]) < 1e-6, "softmax_rows of {rows} rows of {n}");
+                    assert!(
+                        rel(&rb[..n], &ra[..n]) < 1e-6,
+                        "softmax_rows of {rows} rows of {n}"
+                    );
                 }
             }
         }
