@@ -202,7 +202,7 @@ pub(crate) fn dims_for<C: Config>(vocab: usize) -> Result<Dims, Error> {
         });
     }
     if vocab < 2 {
-        return Err(Error::Corrupt("a vocabulary needs a character besides BOS"));
+        return Err(Error::Usage("a vocabulary needs a character besides BOS"));
     }
     Ok(C::DIMS.with_vocab(vocab))
 }

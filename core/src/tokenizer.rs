@@ -94,7 +94,7 @@ impl Vocab {
             });
         }
         if self.is_empty() {
-            return Err(Error::Corrupt("the vocabulary has no characters"));
+            return Err(Error::Usage("the vocabulary has no characters"));
         }
         Ok(())
     }

@@ -160,8 +160,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         );
     }
 
-    let (docs, _, mut rng) = split(&data.docs, 42);
-    let _ = docs;
+    let (_, _, mut rng) = split(&data.docs, 42);
     let mut params: Box<Params<Micro>> = bytemuck::zeroed_box();
     params.init(data.vocab.len(), &mut rng)?;
     let exact = median(

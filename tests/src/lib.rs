@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+mod firmware_tools;
+pub use firmware_tools::missing_firmware_tools;
+
 /// The repository's root.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -62,16 +65,7 @@ pub fn shared(path: &str) -> PathBuf {
 /// they are not, the tests say so and stop, unless `MICROGPT_REQUIRE_QEMU` is set (as
 /// `tests/run-all.sh` sets it), in which case they fail.
 pub fn qemu_available() -> bool {
-    let found = |tool: &str| {
-        Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let missing: Vec<&str> = ["qemu-system-arm", "defmt-print"]
-        .into_iter()
-        .filter(|t| !found(t))
-        .collect();
+    let missing = missing_firmware_tools();
     if missing.is_empty() {
         return true;
     }

@@ -113,10 +113,10 @@ fn python_random_matches_cpython_for_many_seeds() {
     }
 }
 
-/// microgpt.py's loss at each of the first 100 steps, from the fixture.
-fn fixture_losses() -> Vec<f64> {
-    let text = std::fs::read_to_string(shared("fixtures/microgpt-py-seed42-1000.txt")).unwrap();
-    text.lines()
+/// The losses of the `step I / N | loss X` lines of microgpt.py's output.
+fn printed_losses(output: &str) -> Vec<f64> {
+    output
+        .lines()
         .filter_map(|l| {
             l.strip_prefix("step")?
                 .split("| loss ")
@@ -126,6 +126,13 @@ fn fixture_losses() -> Vec<f64> {
                 .ok()
         })
         .collect()
+}
+
+/// microgpt.py's loss at every step, from the fixture.
+fn fixture_losses() -> Vec<f64> {
+    printed_losses(
+        &std::fs::read_to_string(shared("fixtures/microgpt-py-seed42-1000.txt")).unwrap(),
+    )
 }
 
 #[test]
@@ -210,17 +217,7 @@ fn reference_matches_the_numpy_peer_on_other_data() {
     let ours = String::from_utf8(ours.stdout).unwrap();
 
     let parse = |s: &str| -> (Vec<f64>, Vec<String>) {
-        let losses = s
-            .lines()
-            .filter_map(|l| {
-                l.strip_prefix("step")?
-                    .split("| loss ")
-                    .nth(1)?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .collect();
+        let losses = printed_losses(s);
         let samples = s
             .lines()
             .filter(|l| l.starts_with("sample"))
