@@ -9,8 +9,9 @@
 //! x0 = wte[tok] + wpe[pos];  resid = rmsnorm(x0)
 //! per layer: xin = resid
 //!            q,k,v = rmsnorm(xin)·(wq,wk,wv);  y = attention(q,k,v)
-//!            xmid  = y·wo + xin
-//!            resid = relu(rmsnorm(xmid)·fc1)·fc2 + xmid
+//!            xmid  = drop(y·wo) + xin
+//!            resid = drop(relu(rmsnorm(xmid)·fc1)·fc2) + xmid
+//! (drop is dropout when training asks for it, else the identity)
 //! logits = resid·lm_head;  loss = mean over rows of -log softmax(logits)[target]
 //! ```
 
@@ -52,11 +53,11 @@ impl<C: Config, F: Float> Acts<C, F> {
     }
 
     /// The next-token probabilities of the last forward pass, one row of `vocab` per
-    /// batch row. After [`backward`] they hold the gradient of the logits instead.
-    pub fn probs(&self) -> &[F] {
+    /// batch row; empty after [`backward`], which turns them into the gradient of the
+    /// logits.
+    pub fn probs(&mut self) -> &[F] {
         let d = C::DIMS.with_vocab(self.vocab);
-        let at = d.layers * layer_len(self.rows, &d) + 2 * self.rows * d.embd + self.rows;
-        &self.buf.as_ref()[at..at + self.rows * d.vocab]
+        self.view(self.rows, &d).logits
     }
 
     fn view(&mut self, rows: usize, d: &Dims) -> View<'_, F> {

@@ -165,12 +165,9 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     }
     let seconds = progress.finish().as_secs_f64();
 
-    let every = train_docs.len().div_ceil(opts.train_loss_names.max(1));
-    let train_names: Vec<&str> = train_docs
-        .iter()
-        .step_by(every)
-        .map(String::as_str)
-        .collect();
+    // Spread evenly over the split: exactly min(train_loss_names, names) of them.
+    let (n, k) = (train_docs.len(), opts.train_loss_names.min(train_docs.len()));
+    let train_names: Vec<&str> = (0..k).map(|i| train_docs[i * n / k].as_str()).collect();
     let train_loss = trainer.eval(&vocab, &train_names)?;
     let val_loss = trainer.eval(&vocab, &val_names)?;
     if let Some(out) = &opts.out {
