@@ -166,7 +166,10 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     let seconds = progress.finish().as_secs_f64();
 
     // Spread evenly over the split: exactly min(train_loss_names, names) of them.
-    let (n, k) = (train_docs.len(), opts.train_loss_names.min(train_docs.len()));
+    let (n, k) = (
+        train_docs.len(),
+        opts.train_loss_names.min(train_docs.len()),
+    );
     let train_names: Vec<&str> = (0..k).map(|i| train_docs[i * n / k].as_str()).collect();
     let train_loss = trainer.eval(&vocab, &train_names)?;
     let val_loss = trainer.eval(&vocab, &val_names)?;
