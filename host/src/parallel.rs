@@ -2,9 +2,10 @@
 //! threads, one gradient reduction, one Adam step.
 //!
 //! Each worker owns its activations and gradients. A step gives each worker a
-//! contiguous share of the batch's names, runs them on a persistent thread pool, and
-//! adds their gradients in worker order, so that a run is deterministic for a given
-//! number of threads.
+//! contiguous share of the batch's names with about the same number of rows, runs them
+//! on a persistent thread pool (the calling thread takes the first share), then adds
+//! their gradients in worker order and applies Adam, both split over parts of the
+//! parameters for large models. A run is deterministic for a given number of threads.
 
 use std::marker::PhantomData;
 
