@@ -101,11 +101,15 @@ pub fn residual_forward<F: Float>(out: &mut [F], x: &[F]) {
 
 /// Dropout on the output of a block: `x *= mask`, where each mask value is 0 with
 /// probability `rate` and `1 / (1 - rate)` otherwise. The mask is kept for the backward.
+/// A rate of 0 leaves `x` and the mask untouched.
 ///
 /// The draws are a hash of `seed` and the position, so a mask depends on nothing but
 /// them: a run is the same on every machine and for every order of evaluation.
 #[inline]
 pub fn dropout_forward<F: Float>(x: &mut [F], mask: &mut [F], rate: f32, seed: u64) {
+    if rate == 0.0 {
+        return;
+    }
     let keep = F::ONE / F::from_f64(1.0 - rate as f64);
     // Keep an element when 24 random bits reach the rate's threshold.
     let threshold = (rate as f64 * (1 << 24) as f64) as u64;

@@ -203,7 +203,6 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
     if !(0.0..1.0).contains(&dropout.rate) {
         return Err(Error::Usage("the dropout rate must be in [0, 1)"));
     }
-    let drop = dropout.rate > 0.0;
     let d = w.dims();
     let rows = batch.rows();
     check_rows(rows, d.vocab)?;
@@ -222,27 +221,23 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
         K::matmul_forward(la.v, la.ln1, lw.wv);
         attention_forward::<F, K>(la.y, la.att, la.q, la.k, la.v, rows, &d);
         K::matmul_forward(la.xmid, la.y, lw.wo);
-        if drop {
-            dropout_forward(
-                la.xmid,
-                la.drop1,
-                dropout.rate,
-                dropout.seed ^ ((2 * l as u64) << 48),
-            );
-        }
+        dropout_forward(
+            la.xmid,
+            la.drop1,
+            dropout.rate,
+            dropout.seed ^ ((2 * l as u64) << 48),
+        );
         residual_forward(la.xmid, la.xin);
         rmsnorm_forward::<F, K>(la.ln2, la.s2, la.xmid, e);
         K::matmul_forward(la.a, la.ln2, lw.fc1);
         relu_forward(la.a);
         K::matmul_forward(a.resid, la.a, lw.fc2);
-        if drop {
-            dropout_forward(
-                a.resid,
-                la.drop2,
-                dropout.rate,
-                dropout.seed ^ ((2 * l as u64 + 1) << 48),
-            );
-        }
+        dropout_forward(
+            a.resid,
+            la.drop2,
+            dropout.rate,
+            dropout.seed ^ ((2 * l as u64 + 1) << 48),
+        );
         residual_forward(a.resid, la.xmid);
     }
     K::matmul_forward(a.logits, a.resid, w.lm_head());
@@ -250,7 +245,7 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
 
     acts.rows = r;
     acts.vocab = d.vocab;
-    acts.dropout = drop;
+    acts.dropout = dropout.rate > 0.0;
     Ok(nll / F::from_usize(r))
 }
 

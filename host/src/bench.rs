@@ -30,9 +30,18 @@ pub struct BenchOptions {
     pub microgpt_py: Option<PathBuf>,
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+/// The median of `runs` measurements by `measure`.
+fn median_of(runs: usize, mut measure: impl FnMut() -> Result<f64>) -> Result<f64> {
+    let mut xs = (0..runs.max(1))
+        .map(|_| measure())
+        .collect::<Result<Vec<f64>>>()?;
     xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
+    Ok(xs[xs.len() / 2])
+}
+
+/// "1 thread" or "2 threads".
+fn threads_label(threads: usize) -> String {
+    format!("{threads} thread{}", if threads > 1 { "s" } else { "" })
 }
 
 /// Trains `steps` steps of `batch` names on `threads` threads from microgpt's start
@@ -121,41 +130,30 @@ fn python(script: &Path, args: &[&str], dir: Option<&Path>) -> Result<(String, f
 /// Measures every figure and prints the table.
 pub fn bench(opts: &BenchOptions) -> Result<()> {
     let data = Dataset::load(&opts.data)?;
-    let r = opts.repeat.max(1);
+    let r = opts.repeat;
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut row = |what: &str, value: String| {
         eprintln!("{what}: {value}");
         rows.push((what.to_owned(), value));
     };
 
-    let ms = |k: fn(&Dataset) -> Result<f64>| -> Result<f64> {
-        Ok(median((0..r).map(|_| k(&data)).collect::<Result<_>>()?) * 1e3)
-    };
-    let simd_ms = ms(|d| Ok(train_run::<Micro, Simd>(d, 1000, 1, 1)?.0))?;
+    let simd_ms = median_of(r, || Ok(train_run::<Micro, Simd>(&data, 1000, 1, 1)?.0))? * 1e3;
     row(
         "microgpt's schedule (1000 steps, 1 name per step, 1 thread), SIMD kernels",
         format!("{simd_ms:.1} ms"),
     );
-    let scalar_ms = ms(|d| Ok(train_run::<Micro, Scalar>(d, 1000, 1, 1)?.0))?;
+    let scalar_ms = median_of(r, || Ok(train_run::<Micro, Scalar>(&data, 1000, 1, 1)?.0))? * 1e3;
     row(
         "the same with the scalar kernels",
         format!("{scalar_ms:.1} ms"),
     );
 
     for threads in [1, 2] {
-        let us = median(
-            (0..r)
-                .map(|_| {
-                    train_run::<Micro, Simd>(&data, 300, 16, threads)
-                        .map(|(s, _)| s * 1e6 / (300.0 * 16.0))
-                })
-                .collect::<Result<_>>()?,
-        );
+        let us = median_of(r, || {
+            Ok(train_run::<Micro, Simd>(&data, 300, 16, threads)?.0 * 1e6 / (300.0 * 16.0))
+        })?;
         row(
-            &format!(
-                "micro, batch 16, {threads} thread{}: time per name",
-                if threads > 1 { "s" } else { "" }
-            ),
+            &format!("micro, batch 16, {}: time per name", threads_label(threads)),
             format!("{us:.2} µs"),
         );
     }
@@ -163,38 +161,26 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     let (_, _, mut rng) = split(&data.docs, 42);
     let mut params: Box<Params<Micro>> = bytemuck::zeroed_box();
     params.init(data.vocab.len(), &mut rng)?;
-    let exact = median(
-        (0..r)
-            .map(|_| sample_rate::<Scalar>(&params, &data.vocab, 20_000))
-            .collect::<Result<_>>()?,
-    );
+    let exact = median_of(r, || sample_rate::<Scalar>(&params, &data.vocab, 20_000))?;
     row(
         "sampling, one stream, scalar kernels (bit-exact with the firmware)",
         format!("{:.2}M tokens/s", exact / 1e6),
     );
-    let fast = median(
-        (0..r)
-            .map(|_| sample_rate::<Simd>(&params, &data.vocab, 20_000))
-            .collect::<Result<_>>()?,
-    );
+    let fast = median_of(r, || sample_rate::<Simd>(&params, &data.vocab, 20_000))?;
     row(
         "sampling, one stream, SIMD kernels",
         format!("{:.2}M tokens/s", fast / 1e6),
     );
 
     for threads in [1, 2] {
-        let rate = median(
-            (0..r)
-                .map(|_| {
-                    train_run::<Makemore, Simd>(&data, 20, 32, threads)
-                        .map(|(s, rows)| rows as f64 / s)
-                })
-                .collect::<Result<_>>()?,
-        );
+        let rate = median_of(r, || {
+            let (secs, rows) = train_run::<Makemore, Simd>(&data, 20, 32, threads)?;
+            Ok(rows as f64 / secs)
+        })?;
         row(
             &format!(
-                "makemore, batch 32, {threads} thread{}: training tokens/s",
-                if threads > 1 { "s" } else { "" }
+                "makemore, batch 32, {}: training tokens/s",
+                threads_label(threads)
             ),
             format!("{rate:.0}"),
         );
