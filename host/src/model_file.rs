@@ -18,16 +18,16 @@ pub enum ModelConfig {
 }
 
 impl ModelConfig {
+    /// Every config the tool knows, with its dimensions (vocabulary as capacity).
+    pub const ALL: [(ModelConfig, Dims); 2] = [
+        (ModelConfig::Micro, Micro::DIMS),
+        (ModelConfig::Makemore, Makemore::DIMS),
+    ];
+
     /// The config whose shape these dimensions have (any vocabulary that fits).
     pub fn of(dims: &Dims) -> Option<ModelConfig> {
-        let fits = |d: Dims| dims.with_vocab(d.vocab) == d && dims.vocab <= d.vocab;
-        [
-            (ModelConfig::Micro, Micro::DIMS),
-            (ModelConfig::Makemore, Makemore::DIMS),
-        ]
-        .into_iter()
-        .find(|(_, d)| fits(*d))
-        .map(|(c, _)| c)
+        let fits = |d: &Dims| dims.with_vocab(d.vocab) == *d && dims.vocab <= d.vocab;
+        Self::ALL.into_iter().find(|(_, d)| fits(d)).map(|(c, _)| c)
     }
 }
 

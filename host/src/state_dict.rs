@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use microgpt_core::{Config, Layout, Makemore, Micro, Vocab, Weights};
+use microgpt_core::{Config, Layout, Vocab, Weights};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::model_file::{ModelConfig, encode, write_atomic};
@@ -78,11 +78,7 @@ pub fn import(path: &Path, fallback: Option<&Vocab>) -> Result<Vec<u8>> {
         vocab.len()
     );
 
-    let known = [
-        (ModelConfig::Micro, Micro::DIMS),
-        (ModelConfig::Makemore, Makemore::DIMS),
-    ];
-    let (config, dims) = known
+    let (config, dims) = ModelConfig::ALL
         .into_iter()
         .find(|(_, d)| d.embd == embd && d.layers == layers && d.block == block && d.mlp == mlp && vocab_len <= d.vocab)
         .ok_or_else(|| bad(format!("embd {embd}, {layers} layers, block {block}, mlp {mlp} and {vocab_len} tokens match no known config")))?;
