@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of microgpt-rs, and first installs what a fresh machine lacks:
 # the thumbv7em target, rustfmt and clippy, numpy for the tests against Python, and
-# QEMU (through apt-get) and defmt-print for the firmware tests.
+# QEMU (through apt-get, never removing an installed package) and defmt-print for the
+# firmware tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,11 +16,46 @@ rustup component add rustfmt clippy
 step "python3 with numpy, for the tests against CPython and the numpy peer"
 python3 -c 'import numpy' 2>/dev/null || python3 -m pip install --quiet numpy
 
-step "QEMU and defmt-print, for the firmware tests"
-if ! command -v qemu-system-arm >/dev/null; then
+# apt-get that never removes an installed package (--no-remove): it refuses instead.
+apt_install() { as_root apt-get install -y -qq --no-install-recommends --no-remove "$@"; }
+
+# Debian's QEMU 7.2 conflicts with a newer qemu-utils from bookworm-backports, as some
+# machines of this project have preinstalled; then QEMU comes from that same suite, read
+# through a private source list so that the system's apt configuration is untouched.
+install_qemu() {
   as_root apt-get update -qq
-  as_root apt-get install -y -qq --no-install-recommends qemu-system-arm
-fi
+  apt_install qemu-system-arm && return
+  local utils
+  utils=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+  if [[ $utils == *bpo12* ]]; then
+    echo "qemu-system-arm from bookworm would remove qemu-utils $utils; taking QEMU from bookworm-backports, as qemu-utils"
+    local dir
+    dir=$(mktemp -d)
+    chmod 755 "$dir" # apt reads the lists as its own user, _apt
+    mkdir -p "$dir/lists/partial"
+    cp /etc/apt/sources.list.d/*.sources "$dir/" 2>/dev/null || true
+    # The backports suite of the mirror the system already uses for bookworm.
+    awk 'BEGIN { RS = ""; ORS = "\n\n" } /Suites:[^\n]*bookworm( |\n|$)/ { sub(/Suites:[^\n]*/, "Suites: bookworm-backports"); print }' \
+      /etc/apt/sources.list.d/*.sources >"$dir/backports.sources" 2>/dev/null || true
+    sed -nE 's/^(deb[[:space:]]+(\[[^]]*\][[:space:]]+)?[^[:space:]]+)[[:space:]]+bookworm[[:space:]]+(.*)$/\1 bookworm-backports \3/p' \
+      /etc/apt/sources.list >"$dir/backports.list" 2>/dev/null || true
+    local private=(-o "Dir::Etc::SourceParts=$dir" -o "Dir::State::Lists=$dir/lists")
+    as_root apt-get "${private[@]}" update -qq &&
+      as_root apt-get "${private[@]}" install -y -qq --no-install-recommends --no-remove \
+        -t bookworm-backports qemu-system-arm && return
+  fi
+  cat >&2 <<'MSG'
+error: qemu-system-arm cannot be installed without removing an installed package
+(apt-get's reasons are above), and this script never removes one. Install QEMU 7.2 or
+later with the mps2-an386 machine yourself (for example from the suite that your
+conflicting package came from), or remove that package if you do not need it, then run
+tests/run-all.sh again.
+MSG
+  exit 1
+}
+
+step "QEMU and defmt-print, for the firmware tests"
+command -v qemu-system-arm >/dev/null || install_qemu
 command -v defmt-print >/dev/null || cargo install defmt-print --locked
 
 step "format"
