@@ -108,7 +108,7 @@ impl<C: Config> Batch<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Micro;
+    use crate::registry::Micro;
 
     #[test]
     fn encodes_like_microgpt() {

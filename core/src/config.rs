@@ -50,6 +50,18 @@ impl Dims {
         2 * self.vocab * self.embd + self.block * self.embd + self.layers * self.layer_params()
     }
 
+    /// Whether a model of `dims` fits this shape: the same dimensions, with at most
+    /// this many tokens (`self.vocab` is a capacity, `dims.vocab` the tokens in use).
+    pub const fn holds(&self, dims: &Dims) -> bool {
+        dims.vocab >= 2
+            && dims.vocab <= self.vocab
+            && dims.embd == self.embd
+            && dims.heads == self.heads
+            && dims.layers == self.layers
+            && dims.block == self.block
+            && dims.mlp == self.mlp
+    }
+
     /// The same shape with another vocabulary size.
     pub const fn with_vocab(self, vocab: usize) -> Dims {
         Dims { vocab, ..self }
@@ -204,16 +216,4 @@ macro_rules! config {
             }
         };
     };
-}
-
-config! {
-    /// microgpt.py's model: 16 wide, 4 heads, one layer, 16 positions, 27 tokens
-    /// (a-z and BOS), 4,192 parameters. Batches of up to 32 names.
-    pub Micro: name "micro", vocab 27, embd 16, heads 4, layers 1, block 16, mlp 64, batch 32
-}
-
-config! {
-    /// makemore's default transformer: 64 wide, 4 heads, 4 layers, 16 positions, 27
-    /// tokens, 201,088 parameters (no biases). Batches of up to 32 names.
-    pub Makemore: name "makemore", vocab 27, embd 64, heads 4, layers 4, block 16, mlp 256, batch 32
 }

@@ -7,11 +7,20 @@
 //! fail (a character outside the vocabulary, a full batch, a corrupt weight file, a
 //! full autograd arena) returns an [`Error`].
 //!
-//! | config | parameters | weights | training working set | inference state |
+//! | config | parameters (names: 27 tokens) | parameters at capacity | training working set, batch 32 | inference state |
 //! |---|---|---|---|---|
-//! | [`Micro`] (microgpt.py) | 4,192 | 16,768 B | 1,111,808 B at batch 32 (99,968 B for a batch of 1) | 2,924 B |
-//! | [`Makemore`] | 201,088 | 804,352 B | 12,728,576 B at batch 32 | 35,180 B |
+//! | [`Micro`] (microgpt.py) | 4,192 | 4,192 (16,768 B) | 1,111,808 B (99,968 B for a batch of 1) | 2,924 B |
+//! | [`Micro256`] | 4,192 | 11,520 | 1,698,048 B | 3,840 B |
+//! | [`Mini`] | 26,816 | 26,816 | 3,378,432 B | 9,580 B |
+//! | [`Mini256`] | 26,816 | 41,472 | 4,081,920 B | 10,496 B |
+//! | [`Lines`] | 28,352 | 28,352 | 15,396,864 B | 34,924 B |
+//! | [`Lines256`] | 28,352 | 43,008 | 17,507,328 B | 35,840 B |
+//! | [`Makemore`] | 201,088 | 201,088 (804,352 B) | 12,728,576 B | 35,180 B |
+//! | [`Makemore256`] | 201,088 | 230,400 | 13,666,560 B | 36,096 B |
 //!
+//! These are the [`SHIPPED`] configs, listed once in [`registry`] with the reason for
+//! their two vocabulary capacities; [`config!`] defines others. Parameters are packed
+//! for the vocabulary in use, so a weight file holds only the first column's count.
 //! The training working set is weights, gradients, Adam's two moments and the
 //! activations of a full batch ([`Config::TRAIN_BYTES`]); the inference state is the KV
 //! cache and work vectors of one stream ([`Config::DECODER_BYTES`]), the weights
@@ -29,6 +38,8 @@
 //! - [`PyRandom`]: Python's `random`, bit for bit, and [`microgpt`]: microgpt.py's
 //!   whole program on the autograd engine, which prints what microgpt.py prints.
 //! - [`weights_format`]: a checked binary weight file that is read in place.
+//! - [`registry`]: the shipped configs and [`with_config!`], the one dispatch from a
+//!   shape known at run time to a config type.
 //!
 //! # Example
 //!
@@ -57,7 +68,8 @@
 //! let mut decoder = Decoder::<Micro>::new();
 //! let mut name = heapless::String::<64>::new();
 //! let w = trainer.params.weights();
-//! microgpt_core::generate::<_, _, Scalar, _, _>(&mut decoder, &w, &vocab, &mut rng, 0.5, "", &mut name)?;
+//! let sampling = microgpt_core::Sampling::new(0.5);
+//! microgpt_core::generate::<_, _, Scalar, _, _>(&mut decoder, &w, &vocab, &mut rng, &sampling, "", &mut name)?;
 //! assert!(name.chars().all(|c| vocab.encode(c).is_ok()));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -77,6 +89,7 @@ pub mod microgpt;
 pub mod ops;
 pub mod params;
 pub mod python_random;
+pub mod registry;
 pub mod sampling;
 pub mod tokenizer;
 pub mod train;
@@ -86,14 +99,15 @@ pub use adam::{Adam, AdamConfig, AdamStep, Schedule};
 pub use autograd::{Node, Tape, Var};
 pub use autograd_gpt::AutogradGpt;
 pub use batch::{Batch, Row};
-pub use config::{Buffer, Config, Dims, Elem, Makemore, Micro};
+pub use config::{Buffer, Config, Dims, Elem};
 pub use error::Error;
 pub use float::{Float, Libm, Math};
 pub use inference::Decoder;
 pub use kernels::{Kernels, Matrix, Scalar};
 pub use params::{Layout, Params, Tensor, Transposed, Weights};
 pub use python_random::PyRandom;
-pub use sampling::{DEFAULT_TEMPERATURE, generate, sample_token};
+pub use registry::*;
+pub use sampling::{DEFAULT_TEMPERATURE, Sampling, generate, sample_token};
 pub use tokenizer::Vocab;
 pub use train::{Acts, Dropout, Trainer, backward, forward, forward_train};
 pub use weights_format::WeightFile;

@@ -467,7 +467,7 @@ impl<C: Config, F: Float> Transposed<C, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Makemore, Micro};
+    use crate::registry::{Makemore, Micro};
 
     #[test]
     fn layout_follows_state_dict_order() {

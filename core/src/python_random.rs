@@ -72,7 +72,14 @@ impl PyRandom {
     /// MT19937's `init_by_array` with the given key words. An empty key acts as `[0]`.
     pub fn from_key(key: &[u32]) -> Self {
         let key: &[u32] = if key.is_empty() { &[0] } else { key };
-        let mut mt = [0u32; N];
+        // The state is filled where it will live: built in a local array and moved,
+        // it would take its 2.5 KB of stack twice (as it did on the firmware).
+        let mut rng = PyRandom {
+            mt: [0u32; N],
+            index: N,
+            gauss: Gauss::new(),
+        };
+        let mt = &mut rng.mt;
         mt[0] = 19_650_218;
         for i in 1..N {
             mt[i] = 1_812_433_253u32
@@ -105,11 +112,7 @@ impl PyRandom {
             }
         }
         mt[0] = 0x8000_0000;
-        PyRandom {
-            mt,
-            index: N,
-            gauss: Gauss::new(),
-        }
+        rng
     }
 
     /// The next 32 bits of MT19937 (`genrand_uint32`).

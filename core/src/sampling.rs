@@ -11,23 +11,65 @@ use crate::inference::Decoder;
 use crate::kernels::Kernels;
 use crate::params::Weights;
 use crate::python_random::choices;
-use crate::tokenizer::Vocab;
+use crate::tokenizer::{MAX_TOKENS, Vocab};
 
 /// microgpt's sampling temperature.
 pub const DEFAULT_TEMPERATURE: f32 = 0.5;
 
-/// Draws a token from `softmax(logits / temperature)`, as microgpt does with
-/// `random.choices`. A temperature of 0 picks the most likely token (the first of
-/// equals). `logits` is overwritten with the probabilities.
+/// How each token is drawn: microgpt's `softmax(logits / temperature)`, optionally
+/// restricted to the likeliest tokens.
+///
+/// With [`Sampling::new`] nothing is restricted and the draw is microgpt's, bit for bit;
+/// `top_k` and `top_p` then only ever remove tokens, before the same draw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling<F> {
+    /// Softmax temperature: 0 always picks the likeliest token.
+    pub temperature: F,
+    /// Draw only among the `top_k` likeliest tokens; 0 keeps them all.
+    pub top_k: usize,
+    /// Draw only among the fewest likeliest tokens whose probabilities add up to at
+    /// least `top_p` (nucleus sampling); 1 keeps them all.
+    pub top_p: F,
+}
+
+impl<F: Float> Sampling<F> {
+    /// microgpt's sampling at this temperature, with no token left out.
+    pub const fn new(temperature: F) -> Self {
+        Sampling {
+            temperature,
+            top_k: 0,
+            top_p: F::ONE,
+        }
+    }
+
+    /// Whether the settings can be used: a finite temperature of 0 or more, and a
+    /// `top_p` in (0, 1].
+    pub fn check(&self) -> Result<(), Error> {
+        if !(self.temperature >= F::ZERO && self.temperature.to_f64().is_finite()) {
+            return Err(Error::BadTemperature);
+        }
+        if !(self.top_p > F::ZERO && self.top_p <= F::ONE) {
+            return Err(Error::Usage("top_p must be in (0, 1]"));
+        }
+        Ok(())
+    }
+
+    /// Whether some token may be left out.
+    fn restricts(&self, tokens: usize) -> bool {
+        (self.top_k > 0 && self.top_k < tokens) || self.top_p < F::ONE
+    }
+}
+
+/// Draws a token as `sampling` says, with `random.choices` as microgpt does. A
+/// temperature of 0 picks the most likely token (the first of equals). `logits` is
+/// overwritten with the (possibly restricted) probabilities.
 pub fn sample_token<F: Float, K: Kernels<F>, R: Rng + ?Sized>(
     logits: &mut [F],
-    temperature: F,
+    sampling: &Sampling<F>,
     rng: &mut R,
 ) -> Result<usize, Error> {
-    if !(temperature >= F::ZERO && temperature.to_f64().is_finite()) {
-        return Err(Error::BadTemperature);
-    }
-    if temperature == F::ZERO {
+    sampling.check()?;
+    if sampling.temperature == F::ZERO {
         if !logits.iter().all(|l| l.to_f64().is_finite()) {
             return Err(Error::NonFinite);
         }
@@ -35,15 +77,49 @@ pub fn sample_token<F: Float, K: Kernels<F>, R: Rng + ?Sized>(
             (0..logits.len()).reduce(|best, i| if logits[i] > logits[best] { i } else { best });
         return best.ok_or(Error::NonFinite);
     }
-    let inv = F::ONE / temperature;
+    let inv = F::ONE / sampling.temperature;
     logits.iter_mut().for_each(|l| *l *= inv);
     K::softmax(logits);
+    if sampling.restricts(logits.len()) {
+        if logits.len() > MAX_TOKENS {
+            return Err(Error::Usage(
+                "top_k and top_p hold at most MAX_TOKENS tokens",
+            ));
+        }
+        keep_likeliest(logits, sampling.top_k, sampling.top_p);
+    }
     choices(rng, logits)
+}
+
+/// Zeroes every probability but the likeliest ones: at most `top_k` of them (all when
+/// 0), and no more than it takes for their sum to reach `top_p`. Equal probabilities
+/// are taken in token order. It picks the largest remaining one at a time, which costs
+/// O(vocab · kept) and needs only a bit per token, no sort buffer.
+fn keep_likeliest<F: Float>(probs: &mut [F], top_k: usize, top_p: F) {
+    let mut kept = [0u32; MAX_TOKENS / 32];
+    let is_kept = |kept: &[u32], i: usize| kept[i / 32] >> (i % 32) & 1 == 1;
+    let limit = if top_k == 0 { probs.len() } else { top_k };
+    let (mut n, mut mass) = (0, F::ZERO);
+    while n < limit && n < probs.len() && (n == 0 || mass < top_p) {
+        let best = (0..probs.len())
+            .filter(|&i| !is_kept(&kept, i))
+            .reduce(|b, i| if probs[i] > probs[b] { i } else { b });
+        let Some(best) = best else { break };
+        kept[best / 32] |= 1 << (best % 32);
+        mass += probs[best];
+        n += 1;
+    }
+    for (i, p) in probs.iter_mut().enumerate() {
+        if !is_kept(&kept, i) {
+            *p = F::ZERO;
+        }
+    }
 }
 
 /// Generates one name and writes its characters to `out`; returns how many.
 ///
-/// The name starts with `prefix` (which may be empty), and goes on until the model
+/// Each token is drawn as `sampling` says. The name starts with `prefix` (which may be
+/// empty), and goes on until the model
 /// draws BOS or the context is full, as in microgpt. A prefix character outside the
 /// vocabulary, or a prefix that fills the context, is an error.
 pub fn generate<C: Config, F: Float, K: Kernels<F>, R: Rng + ?Sized, W: Write>(
@@ -51,7 +127,7 @@ pub fn generate<C: Config, F: Float, K: Kernels<F>, R: Rng + ?Sized, W: Write>(
     weights: &Weights<C, F>,
     vocab: &Vocab,
     rng: &mut R,
-    temperature: F,
+    sampling: &Sampling<F>,
     prefix: &str,
     out: &mut W,
 ) -> Result<usize, Error> {
@@ -74,7 +150,7 @@ pub fn generate<C: Config, F: Float, K: Kernels<F>, R: Rng + ?Sized, W: Write>(
     }
     while decoder.pos() < block {
         let logits = decoder.step::<K>(weights, token)?;
-        token = sample_token::<F, K, R>(logits, temperature, rng)?;
+        token = sample_token::<F, K, R>(logits, sampling, rng)?;
         match vocab.decode(token) {
             Some(c) => out.write_char(c).map_err(|_| Error::OutputFull)?,
             None => break,

@@ -103,7 +103,7 @@ impl Vocab {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Micro;
+    use crate::registry::Micro;
 
     #[test]
     fn sorted_distinct_with_bos_last() {

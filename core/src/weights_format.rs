@@ -152,7 +152,14 @@ impl<'a> WeightFile<'a> {
                 "the file length does not match the model dimensions",
             ));
         }
-        let mut vocab = Vocab::new();
+        // The vocabulary (1 KB) is filled in place, not built and moved: on a chip each
+        // copy is stack.
+        let params = &bytes[HEADER + 4 * (dims.vocab - 1)..len - 4];
+        let mut file = WeightFile {
+            dims,
+            vocab: Vocab::new(),
+            params,
+        };
         let mut prev = None;
         for at in (HEADER..HEADER + 4 * (dims.vocab - 1)).step_by(4) {
             let c = char::from_u32(word(bytes, at))
@@ -160,15 +167,10 @@ impl<'a> WeightFile<'a> {
             if prev.is_some_and(|p| p >= c) {
                 return Err(Error::Corrupt("the vocabulary is not sorted and distinct"));
             }
-            vocab.insert(c)?;
+            file.vocab.insert(c)?;
             prev = Some(c);
         }
-        let params = &bytes[HEADER + 4 * (dims.vocab - 1)..len - 4];
-        Ok(WeightFile {
-            dims,
-            vocab,
-            params,
-        })
+        Ok(file)
     }
 
     /// The model's dimensions, with the vocabulary in use.

@@ -43,3 +43,33 @@ fn buffers_have_the_stated_sizes() {
     assert!(size_of::<Acts<Micro>>() - Micro::ACTS_BYTES <= 24);
     assert!(size_of::<Decoder<Makemore>>() - Makemore::DECODER_BYTES <= 16);
 }
+
+/// The table of `core/src/lib.rs`, row by row: parameters with 27 tokens, parameters at
+/// capacity, the training working set and the inference state.
+#[test]
+fn every_shipped_config_has_the_documented_sizes() {
+    use microgpt_core::*;
+    fn row<C: Config>() -> [usize; 4] {
+        [
+            C::DIMS.with_vocab(27).num_params(),
+            C::NUM_PARAMS,
+            C::TRAIN_BYTES,
+            C::DECODER_BYTES,
+        ]
+    }
+    let table = [
+        (Micro::DIMS, [4_192, 4_192, 1_111_808, 2_924]),
+        (Micro256::DIMS, [4_192, 11_520, 1_698_048, 3_840]),
+        (Mini::DIMS, [26_816, 26_816, 3_378_432, 9_580]),
+        (Mini256::DIMS, [26_816, 41_472, 4_081_920, 10_496]),
+        (Lines::DIMS, [28_352, 28_352, 15_396_864, 34_924]),
+        (Lines256::DIMS, [28_352, 43_008, 17_507_328, 35_840]),
+        (Makemore::DIMS, [201_088, 201_088, 12_728_576, 35_180]),
+        (Makemore256::DIMS, [201_088, 230_400, 13_666_560, 36_096]),
+    ];
+    assert_eq!(SHIPPED.len(), table.len());
+    for (shipped, (dims, want)) in SHIPPED.iter().zip(table) {
+        assert_eq!(shipped.dims, dims);
+        assert_eq!(with_config!(dims, row()), Some(want), "{shipped:?}");
+    }
+}

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use microgpt_core::{
-    Acts, Batch, Config, Decoder, Error, Kernels, Micro, Params, PyRandom, Scalar, forward,
-    generate, sample_token,
+    Acts, Batch, Config, Decoder, Error, Kernels, Micro, Params, PyRandom, Sampling, Scalar,
+    forward, generate, sample_token,
 };
 
 microgpt_core::config! {
@@ -42,6 +42,9 @@ fn decoder_matches_training_forward() {
     decoder_equals_forward::<Tiny>("sophia");
 }
 
+/// microgpt's sampling.
+const HALF: Sampling<f32> = Sampling::new(0.5);
+
 #[test]
 fn sampling_is_deterministic_and_in_vocabulary() {
     let vocab = vocab_of(&NAMES);
@@ -54,9 +57,10 @@ fn sampling_is_deterministic_and_in_vocabulary() {
         (0..10)
             .map(|_| {
                 let mut s = String::new();
-                let n =
-                    generate::<_, _, Scalar, _, _>(dec, &w, &vocab, &mut rng, 0.5, prefix, &mut s)
-                        .unwrap();
+                let n = generate::<_, _, Scalar, _, _>(
+                    dec, &w, &vocab, &mut rng, &HALF, prefix, &mut s,
+                )
+                .unwrap();
                 assert_eq!(n, s.chars().count());
                 s
             })
@@ -74,22 +78,31 @@ fn sampling_is_deterministic_and_in_vocabulary() {
     }
     let mut s = String::new();
     let mut rng = PyRandom::new(0);
-    let err = generate::<_, _, Scalar, _, _>(&mut dec, &w, &vocab, &mut rng, 0.5, "mz", &mut s);
+    let err = generate::<_, _, Scalar, _, _>(&mut dec, &w, &vocab, &mut rng, &HALF, "mz", &mut s);
     assert_eq!(err, Err(Error::UnknownChar('z')));
     let err = generate::<_, _, Scalar, _, _>(
         &mut dec,
         &w,
         &vocab,
         &mut rng,
-        0.5,
+        &HALF,
         &"a".repeat(16),
         &mut s,
     );
     assert_eq!(err, Err(Error::ContextFull { block: 16 }));
-    let err = generate::<_, _, Scalar, _, _>(&mut dec, &w, &vocab, &mut rng, -1.0, "", &mut s);
+    let err = generate::<_, _, Scalar, _, _>(
+        &mut dec,
+        &w,
+        &vocab,
+        &mut rng,
+        &Sampling::new(-1.0),
+        "",
+        &mut s,
+    );
     assert_eq!(err, Err(Error::BadTemperature));
     let mut full = heapless::String::<2>::new();
-    let err = generate::<_, _, Scalar, _, _>(&mut dec, &w, &vocab, &mut rng, 0.5, "emm", &mut full);
+    let err =
+        generate::<_, _, Scalar, _, _>(&mut dec, &w, &vocab, &mut rng, &HALF, "emm", &mut full);
     assert_eq!(err, Err(Error::OutputFull));
 }
 
@@ -97,12 +110,12 @@ fn sampling_is_deterministic_and_in_vocabulary() {
 fn temperature_zero_is_argmax() {
     let mut logits = [0.5f32, 3.0, -1.0, 3.0];
     assert_eq!(
-        sample_token::<_, Scalar, _>(&mut logits, 0.0, &mut PyRandom::new(0)),
+        sample_token::<_, Scalar, _>(&mut logits, &Sampling::new(0.0), &mut PyRandom::new(0)),
         Ok(1)
     );
     let mut bad = [f32::NAN, 1.0];
     assert_eq!(
-        sample_token::<_, Scalar, _>(&mut bad, 0.5, &mut PyRandom::new(0)),
+        sample_token::<_, Scalar, _>(&mut bad, &HALF, &mut PyRandom::new(0)),
         Err(Error::NonFinite)
     );
 }
@@ -124,4 +137,87 @@ fn decoder_errors() {
         dec.step::<Scalar>(&w, 0).err(),
         Some(Error::ContextFull { block: 6 })
     );
+}
+
+/// The tokens `top_k` and `top_p` may draw, found by sorting: the likeliest first
+/// (equals in token order), at most `k`, and no more than it takes to reach `p`.
+fn allowed(probs: &[f32], k: usize, p: f32) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    let mut mass = 0.0;
+    let mut out = Vec::new();
+    for i in order {
+        if (k > 0 && out.len() == k) || (!out.is_empty() && mass >= p) {
+            break;
+        }
+        mass += probs[i];
+        out.push(i);
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn top_k_and_top_p_draw_only_the_likeliest_tokens() {
+    let logits: Vec<f32> = (0..27)
+        .map(|i| ((i * 7919 % 27) as f32 * 0.37).sin() * 3.0)
+        .collect();
+    let mut probs = logits.clone();
+    Scalar::softmax(&mut probs);
+    for (k, p) in [
+        (1, 1.0),
+        (3, 1.0),
+        (10, 1.0),
+        (0, 0.5),
+        (0, 0.9),
+        (5, 0.9),
+        (0, 1e-6),
+    ] {
+        let want = allowed(&probs, k, p);
+        let sampling = Sampling {
+            top_k: k,
+            top_p: p,
+            ..Sampling::new(1.0)
+        };
+        let mut rng = PyRandom::new(k as i64);
+        let mut seen = vec![false; logits.len()];
+        for _ in 0..4000 {
+            let mut l = logits.clone();
+            let t = sample_token::<_, Scalar, _>(&mut l, &sampling, &mut rng).unwrap();
+            assert!(
+                want.contains(&t),
+                "k {k}, p {p}: drew {t}, allowed {want:?}"
+            );
+            seen[t] = true;
+        }
+        let drawn: Vec<usize> = (0..logits.len()).filter(|&i| seen[i]).collect();
+        assert_eq!(drawn, want, "k {k}, p {p}: every allowed token is drawn");
+    }
+    // One token left is the arg max, as at temperature 0.
+    let mut l = logits.clone();
+    let top1 = Sampling { top_k: 1, ..HALF };
+    let argmax = sample_token::<_, Scalar, _>(
+        &mut logits.clone(),
+        &Sampling::new(0.0),
+        &mut PyRandom::new(0),
+    );
+    assert_eq!(
+        sample_token::<_, Scalar, _>(&mut l, &top1, &mut PyRandom::new(3)),
+        argmax
+    );
+    // Keeping every token is microgpt's draw, bit for bit.
+    let all = Sampling {
+        top_k: 27,
+        top_p: 1.0,
+        ..HALF
+    };
+    for seed in 0..50 {
+        let (mut a, mut b) = (logits.clone(), logits.clone());
+        assert_eq!(
+            sample_token::<_, Scalar, _>(&mut a, &all, &mut PyRandom::new(seed)),
+            sample_token::<_, Scalar, _>(&mut b, &HALF, &mut PyRandom::new(seed))
+        );
+    }
+    let bad = Sampling { top_p: 0.0, ..HALF };
+    assert!(sample_token::<_, Scalar, _>(&mut l, &bad, &mut PyRandom::new(0)).is_err());
 }

@@ -7,7 +7,7 @@
 
 use cortex_m_rt::entry;
 use microgpt_core::{
-    Config, Decoder, Error, Makemore, Micro, PyRandom, Scalar, WeightFile, generate,
+    Config, Decoder, Error, PyRandom, SHIPPED, Sampling, Scalar, WeightFile, generate, with_config,
 };
 
 mod board;
@@ -43,14 +43,26 @@ fn run() -> Result<(), Error> {
         dims.num_params(),
         dims
     );
-    if dims.with_vocab(Micro::DIMS.vocab) == Micro::DIMS {
-        names::<Micro>(&file)
-    } else {
-        names::<Makemore>(&file)
-    }
+    // The smallest shipped config that holds the model; never a fallback to another.
+    with_config!(dims, names(&file)).unwrap_or_else(|| {
+        defmt::error!(
+            "the flashed weights have a shape this firmware was not built for: {}",
+            dims
+        );
+        for s in SHIPPED {
+            defmt::error!("  it holds {=str}: {}", s.preset, s.dims);
+        }
+        Err(Error::Usage(
+            "no config of this build holds the flashed model",
+        ))
+    })
 }
 
 /// Generates and logs [`COUNT`] names, then how long the model took per token.
+///
+/// Never inlined, so that the stack holds only the decoder of the config in use, not
+/// one for every config [`with_config!`] can call.
+#[inline(never)]
 fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
     let weights = file.weights::<C>().inspect_err(|e| {
         defmt::error!(
@@ -59,6 +71,12 @@ fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
             e
         )
     })?;
+    defmt::info!(
+        "model: {=str}, {=usize} tokens of {=usize}",
+        C::NAME,
+        weights.dims().vocab,
+        C::DIMS.vocab
+    );
     let mut decoder = Decoder::<C>::new();
     let mut rng = PyRandom::new(SEED);
     let mut name = heapless::String::<64>::new();
@@ -71,7 +89,7 @@ fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
             &weights,
             file.vocab(),
             &mut rng,
-            TEMPERATURE,
+            &Sampling::new(TEMPERATURE),
             "",
             &mut name,
         )?;

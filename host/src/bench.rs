@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use microgpt_core::{
-    AdamConfig, Config, Decoder, Kernels, Makemore, Micro, Params, PyRandom, Scalar, Transposed,
-    Vocab, generate,
+    AdamConfig, Config, Decoder, Kernels, Makemore, Micro, Params, PyRandom, Sampling, Scalar,
+    Transposed, Vocab, generate,
 };
 
 use crate::dataset::{Dataset, split};
@@ -92,12 +92,21 @@ fn sample_rate<K: Kernels<f32>>(
     };
     let mut decoder = Decoder::<Micro>::new();
     let mut rng = PyRandom::new(42);
+    let sampling = Sampling::new(0.5);
     let mut name = String::with_capacity(64);
     let mut tokens = 0;
     let start = Instant::now();
     for _ in 0..names {
         name.clear();
-        generate::<Micro, f32, K, _, _>(&mut decoder, &w, vocab, &mut rng, 0.5, "", &mut name)?;
+        generate::<Micro, f32, K, _, _>(
+            &mut decoder,
+            &w,
+            vocab,
+            &mut rng,
+            &sampling,
+            "",
+            &mut name,
+        )?;
         tokens += decoder.pos();
     }
     Ok(tokens as f64 / start.elapsed().as_secs_f64())

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use microgpt_core::{Config, Error, PyRandom, Vocab};
+use microgpt_core::{Config, Error, PyRandom, Vocab, presets};
 
 /// Names from a text file, one per line, and their vocabulary.
 pub struct Dataset {
@@ -65,10 +65,8 @@ impl Dataset {
         let capacity = C::DIMS.vocab - 1;
         let n = self.vocab.chars().len();
         if n > capacity {
-            let shown: String = self.vocab.chars().iter().collect();
             bail!(
-                "{} has {n} distinct characters ({shown:?}), but the {} model holds at most {capacity}; \
-                 map the text to fewer characters (for example lower case) or define a config with a larger vocabulary",
+                "{} has {n} distinct characters, but the {} model holds at most {capacity}",
                 self.path.display(),
                 C::NAME
             );
@@ -92,14 +90,23 @@ impl Dataset {
     }
 
     /// Warns on stderr about names that do not fit the context of `C` and are cut, as
-    /// microgpt cuts them.
+    /// microgpt cuts them, and names a shipped preset whose context holds them.
     pub fn warn_truncation<C: Config>(&self) {
         let limit = C::DIMS.block - 1;
         let (long, longest) = self.too_long(limit);
         if long > 0 {
+            let need = longest.chars().count() + 1;
+            let hint = presets()
+                .find(|s| s.dims.block >= need)
+                .map_or_else(String::new, |s| {
+                    format!(
+                        "; --config {} (or --block {}) holds them",
+                        s.preset, s.dims.block
+                    )
+                });
             eprintln!(
                 "warning: {long} names in {} are longer than {limit} characters and are cut to the context of {} positions, \
-                 as microgpt does (the longest, {longest:?}, has {})",
+                 as microgpt does (the longest, {longest:?}, has {}){hint}",
                 self.path.display(),
                 C::DIMS.block,
                 longest.chars().count()

@@ -1,21 +1,23 @@
 //! `microgpt`: train microgpt's GPT and make up names, fast.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 use microgpt::simd::Simd;
 use microgpt_core::{
-    AdamConfig, Config, Decoder, Kernels, PyRandom, Scalar, Schedule, Transposed, Vocab, Weights,
-    generate,
+    AdamConfig, Config, Decoder, Dims, Kernels, PyRandom, Sampling, Scalar, Schedule, Transposed,
+    Vocab, Weights, generate, preset, presets, with_config,
 };
 
 use microgpt::dataset::Dataset;
-use microgpt::model_file::{ModelConfig, WeightBytes, weights_of, write_atomic};
+use microgpt::model_file::{WeightBytes, not_shipped, shapes_list, weights_of, write_atomic};
 use microgpt::training::{TrainOptions, train};
-use microgpt::{parallel, reference, state_dict, with_config};
+use microgpt::{parallel, reference, state_dict};
 
 const ABOUT: &str = "Train microgpt's GPT and make up names: microgpt.py's algorithm, about a thousand times faster.";
 
@@ -34,7 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a model on a list of names and write its weights.
+    /// Train a model on a list of names (or any lines of text) and write its weights.
+    #[command(after_help = shapes_help())]
     Train(TrainArgs),
     /// Make up names with trained weights: exactly N lines on stdout.
     Sample(SampleArgs),
@@ -86,9 +89,8 @@ struct TrainArgs {
     /// Names to learn from, one per line (UTF-8).
     #[arg(long, default_value = "data/names.txt")]
     data: PathBuf,
-    /// Model shape.
-    #[arg(long, value_enum, default_value_t = ModelConfig::Micro)]
-    config: ModelConfig,
+    #[command(flatten)]
+    shape: ShapeArgs,
     /// Optimizer steps; the learning rate falls linearly to 0 over them.
     #[arg(long, default_value_t = 1000)]
     steps: usize,
@@ -144,6 +146,56 @@ struct TrainArgs {
     eval_every: Option<usize>,
 }
 
+/// The model's shape: a preset, with any of its dimensions changed.
+#[derive(Args)]
+struct ShapeArgs {
+    /// Model shape, one of the presets listed below; --embd, --heads, --layers and
+    /// --block change it. The vocabulary is the data's characters, up to 255.
+    #[arg(long, default_value = "micro", value_name = "PRESET",
+          value_parser = PossibleValuesParser::new(presets().map(|s| s.preset)))]
+    config: String,
+    /// Width of the residual stream (n_embd); the MLP is 4 times as wide [default: the
+    /// preset's].
+    #[arg(long, value_name = "N")]
+    embd: Option<usize>,
+    /// Attention heads per layer (n_head) [default: the preset's].
+    #[arg(long, value_name = "N")]
+    heads: Option<usize>,
+    /// Transformer blocks (n_layer) [default: the preset's].
+    #[arg(long, value_name = "N")]
+    layers: Option<usize>,
+    /// Context length (block_size): lines longer than this less one are cut [default:
+    /// the preset's].
+    #[arg(long, value_name = "N")]
+    block: Option<usize>,
+}
+
+impl ShapeArgs {
+    /// The dimensions asked for, with `vocab` tokens.
+    fn dims(&self, vocab: usize) -> Result<Dims> {
+        let base = preset(&self.config)
+            .with_context(|| format!("no preset {:?}", self.config))?
+            .dims;
+        let embd = self.embd.unwrap_or(base.embd);
+        Ok(Dims {
+            vocab,
+            embd,
+            heads: self.heads.unwrap_or(base.heads),
+            layers: self.layers.unwrap_or(base.layers),
+            block: self.block.unwrap_or(base.block),
+            mlp: 4 * embd,
+        })
+    }
+}
+
+/// The shapes this build holds, for `train --help`.
+fn shapes_help() -> String {
+    format!(
+        "Model shapes in this build (any other combination of --embd, --heads, --layers and --block is refused):\n{}",
+        shapes_list()
+    )
+}
+
 /// The learning-rate schedules, for the command line.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum ScheduleArg {
@@ -171,6 +223,18 @@ struct SampleArgs {
     /// Start every name with these characters.
     #[arg(long, default_value = "")]
     prefix: String,
+    /// Draw only among the K likeliest characters at each step; 0 keeps them all
+    /// (microgpt).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    top_k: usize,
+    /// Draw only among the fewest likeliest characters whose probabilities add up to P
+    /// (nucleus sampling); 1 keeps them all (microgpt).
+    #[arg(long, default_value_t = 1.0, value_name = "P")]
+    top_p: f32,
+    /// Mark each name `new` or `in train` after a tab, against this training list (as
+    /// makemore does), and count the new ones on stderr.
+    #[arg(long, value_name = "FILE")]
+    novel: Option<PathBuf>,
     /// Use the SIMD kernels (fused multiply-adds, a vector exp): faster, but a name can
     /// differ from what the firmware and the default kernels give.
     #[arg(long)]
@@ -256,28 +320,48 @@ fn main() -> ExitCode {
     }
 }
 
+/// A checked model file's shape is always held ([`WeightBytes::model`] checks it); this
+/// is the error, not a panic, should that ever change.
+fn unreachable_shape(file: &microgpt_core::WeightFile<'_>) -> Result<()> {
+    Err(not_shipped("the weight file", &file.dims()))
+}
+
 fn loss_text(loss: Option<f64>) -> String {
     loss.map_or_else(|| "n/a".to_owned(), |l| format!("{l:.4}"))
 }
 
-/// Writes `count` names to stdout with the scalar kernels (the firmware's bits).
+/// Writes `count` names to stdout with the kernels `K` (the scalar ones give the
+/// firmware's bits). With `known`, each name is followed by a tab and `new` or
+/// `in train`, as makemore marks them, and a count goes to stderr.
 fn print_names<C: Config, K: Kernels<f32>>(
     w: &Weights<'_, C>,
     vocab: &Vocab,
     rng: &mut PyRandom,
     count: usize,
-    temperature: f32,
+    sampling: &Sampling<f32>,
     prefix: &str,
+    known: Option<&HashSet<&str>>,
 ) -> Result<()> {
     let mut decoder = Decoder::<C>::new();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut name = String::new();
+    let mut new = 0;
     for _ in 0..count {
         name.clear();
-        generate::<C, f32, K, _, _>(&mut decoder, w, vocab, rng, temperature, prefix, &mut name)?;
-        writeln!(out, "{name}")?;
+        generate::<C, f32, K, _, _>(&mut decoder, w, vocab, rng, sampling, prefix, &mut name)?;
+        match known {
+            None => writeln!(out, "{name}")?,
+            Some(known) if known.contains(name.as_str()) => writeln!(out, "{name}\tin train")?,
+            Some(_) => {
+                new += 1;
+                writeln!(out, "{name}\tnew")?
+            }
+        }
     }
     out.flush()?;
+    if known.is_some() {
+        eprintln!("{new} of {count} names are new: not in the training list");
+    }
     Ok(())
 }
 
@@ -313,7 +397,16 @@ fn main_job() -> Result<()> {
     let start = std::time::Instant::now();
     let mut t = train::<microgpt_core::Micro>(&data, &opts)?;
     writeln!(std::io::stdout(), "--- 20 names at temperature 0.5 ---")?;
-    print_names::<_, Scalar>(&t.params.weights(), &t.vocab, &mut t.rng, 20, 0.5, "")?;
+    let sampling = Sampling::new(0.5);
+    print_names::<_, Scalar>(
+        &t.params.weights(),
+        &t.vocab,
+        &mut t.rng,
+        20,
+        &sampling,
+        "",
+        None,
+    )?;
     writeln!(
         std::io::stdout(),
         "train loss {} ({} of {} names) | val loss {} ({} names) | trained in {:.3} s, {:.3} s in all",
@@ -361,7 +454,9 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         train_loss_names: TRAIN_LOSS_NAMES,
         label: "training".into(),
     };
-    with_config!(a.config, train_and_report(&data, &opts))
+    let dims = a.shape.dims(data.vocab.len())?;
+    with_config!(dims, train_and_report(&data, &opts))
+        .unwrap_or_else(|| Err(not_shipped("the model asked for", &dims)))
 }
 
 fn train_and_report<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<()> {
@@ -384,15 +479,24 @@ fn train_and_report<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<()
 
 fn cmd_sample(a: SampleArgs) -> Result<()> {
     let bytes = WeightBytes::read(&a.weights)?;
-    let (file, config) = bytes.model()?;
-    with_config!(config, sample_with(&file, &a))
+    let file = bytes.model()?;
+    with_config!(file.dims(), sample_with(&file, &a)).unwrap_or_else(|| unreachable_shape(&file))
 }
 
 fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) -> Result<()> {
     let w = weights_of::<C>(file)?;
+    let sampling = Sampling {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+    };
     anyhow::ensure!(
         a.temperature >= 0.0 && a.temperature.is_finite(),
         "--temperature must be a number of 0 or more"
+    );
+    anyhow::ensure!(
+        a.top_p > 0.0 && a.top_p <= 1.0,
+        "--top-p must be above 0 and at most 1"
     );
     if let Some(c) = a.prefix.chars().find(|&c| file.vocab().encode(c).is_err()) {
         anyhow::bail!(
@@ -400,38 +504,45 @@ fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) 
             file.vocab().chars().iter().collect::<String>()
         );
     }
+    let training = a.novel.as_deref().map(Dataset::load).transpose()?;
+    let known: Option<HashSet<&str>> = training
+        .as_ref()
+        .map(|d| d.docs.iter().map(String::as_str).collect());
     let mut rng = PyRandom::new(a.seed);
+    let (vocab, count, prefix) = (file.vocab(), a.count, a.prefix.as_str());
     if a.fast {
         let mut t: Box<Transposed<C>> = bytemuck::zeroed_box();
         t.refresh::<Simd>(&w);
+        let w = w.with_transposed(&t)?;
         print_names::<C, Simd>(
-            &w.with_transposed(&t)?,
-            file.vocab(),
+            &w,
+            vocab,
             &mut rng,
-            a.count,
-            a.temperature,
-            &a.prefix,
+            count,
+            &sampling,
+            prefix,
+            known.as_ref(),
         )
     } else {
         print_names::<C, Scalar>(
             &w,
-            file.vocab(),
+            vocab,
             &mut rng,
-            a.count,
-            a.temperature,
-            &a.prefix,
+            count,
+            &sampling,
+            prefix,
+            known.as_ref(),
         )
     }
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
     let bytes = WeightBytes::read(&a.weights)?;
-    let (file, config) = bytes.model()?;
+    let file = bytes.model()?;
     let data = Dataset::load(&a.data)?;
-    with_config!(
-        config,
-        eval_with(&file, &data, a.threads.unwrap_or_else(cores))
-    )
+    let threads = a.threads.unwrap_or_else(cores);
+    with_config!(file.dims(), eval_with(&file, &data, threads))
+        .unwrap_or_else(|| unreachable_shape(&file))
 }
 
 fn eval_with<C: Config>(
@@ -462,8 +573,9 @@ fn eval_with<C: Config>(
 
 fn cmd_export(a: ExportArgs) -> Result<()> {
     let bytes = WeightBytes::read(&a.weights)?;
-    let (file, config) = bytes.model()?;
-    with_config!(config, export_with(&file, &a.out))?;
+    let file = bytes.model()?;
+    with_config!(file.dims(), export_with(&file, &a.out))
+        .unwrap_or_else(|| unreachable_shape(&file))?;
     eprintln!("wrote {}", a.out.display());
     Ok(())
 }

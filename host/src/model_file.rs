@@ -1,45 +1,51 @@
-//! Weight files on disk: aligned reads, atomic writes, and which config a file holds.
+//! Weight files on disk: aligned reads, atomic writes, and whether this build holds
+//! the shape of a file.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
-use clap::ValueEnum;
 use microgpt_core::weights_format::{encoded_len, write};
-use microgpt_core::{Config, Dims, Makemore, Micro, Vocab, WeightFile, Weights};
+use microgpt_core::{Config, Dims, Vocab, WeightFile, Weights, find, presets};
 
-/// The model configs the tool knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ModelConfig {
-    /// microgpt.py's model: 16 wide, 1 layer, 4,192 parameters.
-    Micro,
-    /// makemore's transformer: 64 wide, 4 layers, 201,088 parameters.
-    Makemore,
+/// One line per shipped shape: its preset, dimensions and parameters on names.
+pub fn shapes_list() -> String {
+    presets()
+        .map(|s| {
+            let d = s.dims;
+            format!(
+                "  {:<9} --embd {} --heads {} --layers {} --block {}  ({} parameters on a-z)",
+                s.preset,
+                d.embd,
+                d.heads,
+                d.layers,
+                d.block,
+                d.with_vocab(27).num_params()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-impl ModelConfig {
-    /// Every config the tool knows, with its dimensions (vocabulary as capacity).
-    pub const ALL: [(ModelConfig, Dims); 2] = [
-        (ModelConfig::Micro, Micro::DIMS),
-        (ModelConfig::Makemore, Makemore::DIMS),
-    ];
-
-    /// The config whose shape these dimensions have (any vocabulary that fits).
-    pub fn of(dims: &Dims) -> Option<ModelConfig> {
-        let fits = |d: &Dims| dims.with_vocab(d.vocab) == *d && dims.vocab <= d.vocab;
-        Self::ALL.into_iter().find(|(_, d)| fits(d)).map(|(c, _)| c)
+/// The error for a model shape that no shipped config holds, with the shapes that are.
+pub fn not_shipped(what: &str, dims: &Dims) -> anyhow::Error {
+    if dims.vocab > microgpt_core::tokenizer::MAX_TOKENS {
+        return anyhow!(
+            "{what} has {} tokens; a model holds at most {}",
+            dims.vocab,
+            microgpt_core::tokenizer::MAX_TOKENS
+        );
     }
-}
-
-/// Calls a generic function with the config type named by a [`ModelConfig`].
-#[macro_export]
-macro_rules! with_config {
-    ($config:expr, $f:ident($($arg:expr),* $(,)?)) => {
-        match $config {
-            $crate::model_file::ModelConfig::Micro => $f::<microgpt_core::Micro>($($arg),*),
-            $crate::model_file::ModelConfig::Makemore => $f::<microgpt_core::Makemore>($($arg),*),
-        }
-    };
+    anyhow!(
+        "{what} has the shape embd {}, {} heads, {} layers, block {}, mlp {}, which this build does not include; \
+         the shapes it includes (each for up to 255 distinct characters) are:\n{}",
+        dims.embd,
+        dims.heads,
+        dims.layers,
+        dims.block,
+        dims.mlp,
+        shapes_list()
+    )
 }
 
 /// The bytes of a weight file, 4-byte aligned so that the weights are read in place.
@@ -70,17 +76,16 @@ impl WeightBytes {
             .map_err(|e| anyhow!("{} is not a usable weight file: {e}", self.path))
     }
 
-    /// The checked file and the config its shape belongs to.
-    pub fn model(&self) -> Result<(WeightFile<'_>, ModelConfig)> {
+    /// The checked file, whose shape a shipped config holds.
+    pub fn model(&self) -> Result<WeightFile<'_>> {
         let file = self.parse()?;
-        let config = ModelConfig::of(&file.dims()).ok_or_else(|| {
-            anyhow!(
-                "{} holds a model of {:?}, which matches no known config (micro, makemore)",
-                self.path,
-                file.dims()
-            )
-        })?;
-        Ok((file, config))
+        if find(&file.dims()).is_none() {
+            return Err(not_shipped(
+                &format!("the model in {}", self.path),
+                &file.dims(),
+            ));
+        }
+        Ok(file)
     }
 }
 

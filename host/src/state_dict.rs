@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use microgpt_core::{Config, Layout, Vocab, Weights};
+use microgpt_core::{Config, Dims, Layout, SHIPPED, Vocab, Weights, find, with_config};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use crate::model_file::{ModelConfig, encode, write_atomic};
+use crate::model_file::{encode, not_shipped, write_atomic};
 
 /// Writes weights as safetensors (F32), atomically.
 pub fn export<C: Config>(path: &Path, vocab: &Vocab, w: &Weights<'_, C>) -> Result<()> {
@@ -55,10 +55,12 @@ pub fn import(path: &Path, fallback: Option<&Vocab>) -> Result<Vec<u8>> {
             .to_vec())
     };
     let (wte, wpe, fc1) = (shape("wte")?, shape("wpe")?, shape("layer0.mlp_fc1")?);
-    ensure!(
-        wte.len() == 2 && wpe.len() == 2 && fc1.len() == 2,
-        bad("the tensors must be matrices".into())
-    );
+    for (name, shape) in [("wte", &wte), ("wpe", &wpe), ("layer0.mlp_fc1", &fc1)] {
+        ensure!(
+            shape.len() == 2,
+            bad(format!("{name} has shape {shape:?}, a matrix is needed"))
+        );
+    }
     let layers = (0..)
         .take_while(|l| st.tensor(&format!("layer{l}.attn_wq")).is_ok())
         .count();
@@ -74,24 +76,38 @@ pub fn import(path: &Path, fallback: Option<&Vocab>) -> Result<Vec<u8>> {
     };
     ensure!(
         vocab.len() == vocab_len,
-        "the vocabulary has {} tokens but wte has {vocab_len} rows",
-        vocab.len()
+        bad(format!(
+            "the vocabulary has {} tokens but wte has {vocab_len} rows",
+            vocab.len()
+        ))
     );
 
-    let (config, dims) = ModelConfig::ALL
-        .into_iter()
-        .find(|(_, d)| d.embd == embd && d.layers == layers && d.block == block && d.mlp == mlp && vocab_len <= d.vocab)
-        .ok_or_else(|| bad(format!("embd {embd}, {layers} layers, block {block}, mlp {mlp} and {vocab_len} tokens match no known config")))?;
-    if let Some(h) = meta.get("n_head") {
-        ensure!(
-            h == &dims.heads.to_string(),
-            bad(format!(
-                "n_head {h}, but the {config:?} config has {}",
-                dims.heads
-            ))
-        );
-    }
-    let layout = Layout::new(dims.with_vocab(vocab_len));
+    // The head count is not in any shape: it comes from the metadata, or else from the
+    // one shipped config of this shape.
+    let shape_of = |heads: usize| Dims {
+        vocab: vocab_len,
+        embd,
+        heads,
+        layers,
+        block,
+        mlp,
+    };
+    let heads = match meta.get("n_head") {
+        Some(h) => h
+            .parse()
+            .map_err(|_| bad(format!("n_head {h:?} is not a number")))?,
+        None => SHIPPED
+            .iter()
+            .map(|s| s.dims.heads)
+            .find(|&h| find(&shape_of(h)).is_some())
+            .unwrap_or(0),
+    };
+    let dims = shape_of(heads);
+    ensure!(
+        find(&dims).is_some(),
+        not_shipped(&format!("the state dict {}", path.display()), &dims)
+    );
+    let layout = Layout::new(dims);
     let mut flat = vec![0f32; layout.len()];
     for (tensor, range, want) in layout.tensors() {
         let name = tensor.to_string();
@@ -119,8 +135,15 @@ pub fn import(path: &Path, fallback: Option<&Vocab>) -> Result<Vec<u8>> {
                 "{name} is {other:?}; F32 and F64 are supported"
             ))),
         }
+        if let Some(i) = out.iter().position(|x| !x.is_finite()) {
+            bail!(bad(format!(
+                "{name} holds {} at index {i}; weights must be finite numbers",
+                out[i]
+            )));
+        }
     }
-    crate::with_config!(config, encode_flat(&vocab, &flat))
+    with_config!(dims, encode_flat(&vocab, &flat))
+        .unwrap_or_else(|| Err(not_shipped("the state dict", &dims)))
 }
 
 fn encode_flat<C: Config>(vocab: &Vocab, flat: &[f32]) -> Result<Vec<u8>> {

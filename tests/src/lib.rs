@@ -122,3 +122,111 @@ pub fn run_in_qemu(elf: &Path) -> Output {
         .output()
         .expect("the runner starts")
 }
+
+/// The shipped names, `data/names.txt`.
+fn shipped_names() -> Vec<String> {
+    std::fs::read_to_string(root().join("data/names.txt"))
+        .expect("data/names.txt is in the repository")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A list of names as people write them: capitalised, some with accents, some
+/// double-barrelled with a hyphen, some with an apostrophe (`O'Neil`, `D'Arcy`), none
+/// longer than microgpt's context. It is
+/// made from the shipped names by fixed rules, so it is the same on every run.
+pub fn mixed_case_names(count: usize) -> String {
+    let names = shipped_names();
+    let accents = [
+        ('e', 'é'),
+        ('a', 'á'),
+        ('o', 'ö'),
+        ('u', 'ü'),
+        ('i', 'ï'),
+        ('c', 'ç'),
+        ('n', 'ñ'),
+    ];
+    let capital = |n: &str| {
+        let mut c = n.chars();
+        c.next()
+            .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+    };
+    (0..count)
+        .map(|i| {
+            let name = &names[(i * 7919) % names.len()];
+            let other = &names[(i * 31 + 1) % names.len()];
+            let mut out = match i % 9 {
+                // Within microgpt's context of 15 characters.
+                0 if name.len() + other.len() < 15 => {
+                    format!("{}-{}", capital(name), capital(other))
+                }
+                3 => format!("O'{}", capital(name)),
+                6 => format!("D'{}", capital(name)),
+                _ => capital(name),
+            };
+            if i % 4 == 1 {
+                let (plain, accented) = accents[i % accents.len()];
+                out = out.replacen(plain, &accented.to_string(), 1);
+            }
+            out + "\n"
+        })
+        .collect()
+}
+
+/// Lines of 20 to 60 characters: shipped names joined by spaces and commas into short
+/// lists, as a stand-in for short lines of text.
+pub fn text_lines(count: usize) -> String {
+    let names = shipped_names();
+    let mut next = 0usize;
+    let mut take = || {
+        next += 1;
+        names[(next * 104_729) % names.len()].as_str()
+    };
+    (0..count)
+        .map(|i| {
+            let target = 20 + (i * 37) % 41;
+            let mut line = String::from(take());
+            while line.len() < target {
+                line.push_str(if line.len() % 3 == 0 { ", " } else { " and " });
+                line.push_str(take());
+            }
+            line.truncate(60);
+            line.trim_end_matches([' ', ',']).to_owned() + "\n"
+        })
+        .filter(|l| l.trim().len() >= 20)
+        .collect()
+}
+
+/// Chinese names: a family name of one character and a given name of one or two, from
+/// common characters, picked by a fixed rule.
+pub fn cjk_names(count: usize) -> String {
+    let family: Vec<char> = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗".chars().collect();
+    let given: Vec<char> = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰春梅"
+        .chars()
+        .collect();
+    (0..count)
+        .map(|i| {
+            let mut name = String::new();
+            name.push(family[(i * 7) % family.len()]);
+            name.push(given[(i * 13 + i / 7) % given.len()]);
+            if i % 3 != 0 {
+                name.push(given[(i * 17 + 5) % given.len()]);
+            }
+            name + "\n"
+        })
+        .collect()
+}
+
+/// A valid weight file of a shape that no shipped config has (8 wide, 2 heads): the
+/// CLI and the firmware must refuse it by name.
+pub fn odd_weights() -> Vec<u8> {
+    microgpt_core::config! {
+        Odd: name "odd", vocab 27, embd 8, heads 2, layers 1, block 8, mlp 16, batch 1
+    }
+    let vocab = microgpt_core::Vocab::from_chars('a'..='z').unwrap();
+    let p = microgpt_core::Params::<Odd>::new(27).unwrap();
+    let mut out = vec![0u8; microgpt_core::weights_format::encoded_len(&p.weights().dims())];
+    microgpt_core::weights_format::write(&mut out, &vocab, &p.weights()).unwrap();
+    out
+}

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use microgpt_tests::{microgpt, root};
+use microgpt_tests::{microgpt, odd_weights, root};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -293,12 +293,13 @@ fn bad_input_gets_a_clear_message() {
         "{err}"
     );
 
-    fs::write(d.join("wide.txt"), "Ann\nBob\nabcdefghijklmnopqrstuvwxyz\n").unwrap();
+    // 300 distinct characters: more than any vocabulary holds.
+    let wide: String = (0..300u32)
+        .map(|i| char::from_u32(0x4e00 + i).unwrap().to_string() + "\n")
+        .collect();
+    fs::write(d.join("wide.txt"), wide).unwrap();
     let err = train("wide.txt");
-    assert!(
-        err.contains("28 distinct characters") && err.contains("at most 26"),
-        "{err}"
-    );
+    assert!(err.contains("more than 255 distinct characters"), "{err}");
 
     // Weights: missing, corrupt, truncated, not weights at all, and a shape no config has.
     let err = fails(d, &["sample", "--weights", "nope.bin"]);
@@ -325,29 +326,23 @@ fn bad_input_gets_a_clear_message() {
     assert!(fails(d, &["sample", "--weights", "names.txt"]).contains("not a microgpt weight file"));
     fs::write(d.join("odd.bin"), odd_weights()).unwrap();
     let err = fails(d, &["sample", "--weights", "odd.bin"]);
-    assert!(err.contains("matches no known config"), "{err}");
+    assert!(
+        err.contains("the model in odd.bin has the shape embd 8, 2 heads")
+            && err.contains("which this build does not include")
+            && err.contains("makemore  --embd 64"),
+        "{err}"
+    );
 
     // Weights and data that do not go together.
+    fs::write(d.join("caps.txt"), "Ann\nBob\n").unwrap();
     assert!(
-        fails(d, &["eval", "--weights", "w.bin", "--data", "wide.txt"])
+        fails(d, &["eval", "--weights", "w.bin", "--data", "caps.txt"])
             .contains("which the model does not know")
     );
     assert!(fails(d, &["sample", "--weights", "w.bin", "--prefix", "Q"]).contains("does not know"));
     assert!(
         fails(d, &["sample", "--weights", "w.bin", "--temperature", "-1"]).contains("temperature")
     );
-}
-
-/// A valid weight file of a shape that no config of the tool has.
-fn odd_weights() -> Vec<u8> {
-    microgpt_core::config! {
-        Odd: name "odd", vocab 27, embd 8, heads 2, layers 1, block 8, mlp 16, batch 1
-    }
-    let vocab = microgpt_core::Vocab::from_chars('a'..='z').unwrap();
-    let p = microgpt_core::Params::<Odd>::new(27).unwrap();
-    let mut out = vec![0u8; microgpt_core::weights_format::encoded_len(&p.weights().dims())];
-    microgpt_core::weights_format::write(&mut out, &vocab, &p.weights()).unwrap();
-    out
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! The real firmware ELF in real QEMU: the names of the chip are the names of the host.
 
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 
-use microgpt_tests::{Board, build_firmware, microgpt, qemu_available, root, run_in_qemu};
+use microgpt_tests::{
+    Board, build_firmware, microgpt, odd_weights, qemu_available, root, run_in_qemu, text_lines,
+};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -11,12 +14,12 @@ fn text(b: &[u8]) -> String {
 
 /// Builds the QEMU firmware with `weights` (the shipped micro weights when `None`), runs
 /// it, and checks that its names are the host's for the same weights and seed.
-fn firmware_names_equal_host_names(weights: Option<&str>) {
+fn firmware_names_equal_host_names(weights: Option<&Path>) {
     if !qemu_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let elf = build_firmware(Board::Qemu(weights.map(|w| root().join(w))), dir.path());
+    let elf = build_firmware(Board::Qemu(weights.map(Path::to_owned)), dir.path());
     let started = std::time::Instant::now();
     let out = run_in_qemu(&elf);
     let log = text(&out.stdout);
@@ -31,7 +34,8 @@ fn firmware_names_equal_host_names(weights: Option<&str>) {
         .lines()
         .filter_map(|l| l.strip_prefix("name ")?.split_once(": ").map(|(_, n)| n))
         .collect();
-    let file = weights.unwrap_or("data/micro.bin");
+    let micro = root().join("data/micro.bin");
+    let file = weights.unwrap_or(&micro).to_str().unwrap();
     let host = microgpt(
         root(),
         &["sample", "--weights", file, "--seed", "42", "--count", "20"],
@@ -64,7 +68,60 @@ fn firmware_names_equal_host_names_micro() {
 /// The 201,088-parameter makemore model fits the chip too: 786 KB of weights in flash.
 #[test]
 fn firmware_names_equal_host_names_makemore() {
-    firmware_names_equal_host_names(Some("data/makemore.bin"));
+    firmware_names_equal_host_names(Some(&root().join("data/makemore.bin")));
+}
+
+/// A model of another shipped shape, with a larger vocabulary than microgpt's (29
+/// tokens: a-z, space and comma) and a context of 64: the firmware picks its config from
+/// the weights alone.
+#[test]
+fn firmware_names_equal_host_names_lines_of_text() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("lines.txt"), text_lines(1000)).unwrap();
+    let out = microgpt(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            "lines.txt",
+            "--config",
+            "lines",
+            "--steps",
+            "300",
+            "--batch",
+            "16",
+            "--out",
+            "lines.bin",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    firmware_names_equal_host_names(Some(&dir.path().join("lines.bin")));
+}
+
+/// Weights of a shape the firmware was not built for: refused at boot, by name, never
+/// run as another config.
+#[test]
+fn firmware_refuses_a_shape_it_was_not_built_for() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("odd.bin");
+    fs::write(&odd, odd_weights()).unwrap();
+    let elf = build_firmware(Board::Qemu(Some(odd)), dir.path());
+    let out = run_in_qemu(&elf);
+    let log = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("a shape this firmware was not built for")
+            && log.contains("embd: 8, heads: 2")
+            && log.contains("it holds makemore"),
+        "{log}"
+    );
+    assert!(!log.contains("name 1:"), "no names: {log}");
 }
 
 #[test]
