@@ -20,18 +20,38 @@ fn main() {
     println!("cargo:rustc-link-arg=-Tdefmt.x");
 
     // MICROGPT_WEIGHTS: a weight file, relative to this folder; the shipped one by default.
+    // It is checked here with the core's reader, so that a wrong path or a bad file
+    // stops the build with one line that says what to do. MICROGPT_UNCHECKED_WEIGHTS=1
+    // embeds it as it is, to test the check the firmware makes at boot.
     println!("cargo:rerun-if-env-changed=MICROGPT_WEIGHTS");
-    let weights = env::var_os("MICROGPT_WEIGHTS")
+    println!("cargo:rerun-if-env-changed=MICROGPT_UNCHECKED_WEIGHTS");
+    let given = env::var_os("MICROGPT_WEIGHTS");
+    let weights = given
+        .as_ref()
         .map_or_else(|| manifest.join("../data/micro.bin"), |p| manifest.join(p));
-    let weights = weights
-        .canonicalize()
-        .unwrap_or_else(|e| panic!("cannot read the weights {}: {e}", weights.display()));
+    let bytes = fs::read(&weights).unwrap_or_else(|e| {
+        fail(&format!(
+            "MICROGPT_WEIGHTS: cannot read the weights {} ({e}); give the path of a file written by `microgpt train --out`, relative to firmware/",
+            weights.display()
+        ))
+    });
+    if let (None, Err(e)) = (
+        env::var_os("MICROGPT_UNCHECKED_WEIGHTS"),
+        microgpt_core::WeightFile::parse(&bytes),
+    ) {
+        fail(&format!(
+            "MICROGPT_WEIGHTS: {} is not a usable weight file: {e}; give one written by `microgpt train --out`",
+            weights.display()
+        ));
+    }
+    let weights = weights.canonicalize().unwrap_or(weights);
     println!("cargo:rerun-if-changed={}", weights.display());
     let number = |name: &str, default: &str| {
         println!("cargo:rerun-if-env-changed={name}");
         let v = env::var(name).unwrap_or_else(|_| default.to_owned());
-        v.parse::<i64>()
-            .unwrap_or_else(|_| panic!("{name} must be an integer, not {v:?}"));
+        if v.parse::<i64>().is_err() {
+            fail(&format!("{name} must be an integer, not {v:?}"));
+        }
         v
     };
     let seed = number("MICROGPT_SEED", "42");
@@ -45,4 +65,11 @@ fn main() {
          const COUNT: usize = {count};\n"
     );
     fs::write(out.join("build_config.rs"), config).unwrap();
+}
+
+/// Stops the build with one line: cargo shows it as `error: ...` and fails the build.
+/// The script itself ends normally, or cargo would dump all its output around it.
+fn fail(message: &str) -> ! {
+    println!("cargo::error={message}");
+    std::process::exit(0)
 }

@@ -111,6 +111,12 @@ pub enum Error {
         /// The shape found.
         found: Dims,
     },
+    /// A weight that is NaN or infinite: the model it came from had diverged.
+    #[error("weight {index} is not a finite number (NaN or infinite): the model had diverged")]
+    NonFiniteWeight {
+        /// Its index in the flat parameter block.
+        index: usize,
+    },
     /// A header that passed the checksum but makes no sense.
     #[error("the weight file is inconsistent: {0}")]
     Corrupt(&'static str),

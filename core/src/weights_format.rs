@@ -170,7 +170,19 @@ impl<'a> WeightFile<'a> {
             file.vocab.insert(c)?;
             prev = Some(c);
         }
+        // Every f32 whose exponent bits are all ones is an infinity or a NaN.
+        let bad = params.chunks_exact(4).position(|b| {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 == 0x7f80_0000
+        });
+        if let Some(index) = bad {
+            return Err(Error::NonFiniteWeight { index });
+        }
         Ok(file)
+    }
+
+    /// Bytes of the file, as its header states: any bytes after them are not its.
+    pub fn byte_len(&self) -> usize {
+        encoded_len(&self.dims)
     }
 
     /// The model's dimensions, with the vocabulary in use.

@@ -162,3 +162,35 @@ fn arbitrary_bytes_never_panic() {
     // Only the rounds that left the file whole (by chance) parse.
     assert!(ok < 2_000, "{ok} damaged files parsed");
 }
+
+/// A weight that is NaN or infinite, with a valid checksum, is refused by index: such a
+/// file comes from a diverged run, not from damage.
+#[test]
+fn non_finite_weights_are_refused() {
+    use microgpt_core::Config;
+    let vocab = vocab_of(&NAMES);
+    for (index, bad) in [
+        (0, f32::NAN),
+        (1234, f32::INFINITY),
+        (4000, f32::NEG_INFINITY),
+    ] {
+        let mut p = Params::<Micro>::new(vocab.len()).unwrap();
+        p.init(vocab.len(), &mut PyRandom::new(3)).unwrap();
+        let n = Micro::DIMS.with_vocab(vocab.len()).num_params();
+        let mut flat = p.as_slice().to_vec();
+        flat[index.min(n - 1)] = bad;
+        let w = microgpt_core::Weights::<Micro>::new(&flat, vocab.len()).unwrap();
+        let mut words = vec![0u32; encoded_len(&w.dims()) / 4];
+        write(bytemuck::cast_slice_mut(&mut words), &vocab, &w).unwrap();
+        let parsed = WeightFile::parse(bytemuck::cast_slice(&words));
+        assert_eq!(
+            parsed.err(),
+            Some(Error::NonFiniteWeight {
+                index: index.min(n - 1)
+            })
+        );
+    }
+    let words = file::<Micro>(&vocab);
+    let f = WeightFile::parse(bytemuck::cast_slice(&words)).unwrap();
+    assert_eq!(f.byte_len(), words.len() * 4);
+}

@@ -8,6 +8,7 @@ pub mod parallel;
 pub mod plot;
 pub mod progress;
 pub mod reference;
+pub mod safe_write;
 pub mod simd;
 pub mod state_dict;
 pub mod training;

@@ -15,8 +15,9 @@ use microgpt_core::{
 };
 
 use microgpt::dataset::Dataset;
-use microgpt::model_file::{WeightBytes, not_shipped, shapes_list, weights_of, write_atomic};
-use microgpt::training::{TrainOptions, train};
+use microgpt::model_file::{WeightBytes, not_shipped, shapes_list, weights_of};
+use microgpt::safe_write::{check_outputs, write_atomic};
+use microgpt::training::{CheckpointPolicy, Interrupted, TrainOptions, train};
 use microgpt::{parallel, reference, state_dict};
 
 const ABOUT: &str = "Train microgpt's GPT and make up names: microgpt.py's algorithm, about a thousand times faster.";
@@ -144,6 +145,14 @@ struct TrainArgs {
     /// with --plot, else only at the end].
     #[arg(long, value_name = "STEPS")]
     eval_every: Option<usize>,
+    /// Write the checkpoint <OUT>.ckpt every this many steps (0: only at the end). It is
+    /// also written at the end, and when SIGINT (Ctrl-C) or SIGTERM stops the run.
+    #[arg(long, default_value_t = 5000, value_name = "STEPS")]
+    checkpoint_every: usize,
+    /// Write the checkpoint also after this many minutes of wall time since the last
+    /// one (0: never by time).
+    #[arg(long, default_value_t = 2.0, value_name = "MINUTES")]
+    checkpoint_minutes: f64,
 }
 
 /// The model's shape: a preset, with any of its dimensions changed.
@@ -313,10 +322,16 @@ fn main() -> ExitCode {
         {
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(stop) => {
+                eprintln!("microgpt: {stop}");
+                ExitCode::from(stop.exit_code())
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -384,6 +399,10 @@ fn main_job() -> Result<()> {
         eval_every: None,
         train_loss_names: TRAIN_LOSS_NAMES,
         label: "training".into(),
+        checkpoints: CheckpointPolicy {
+            steps: None,
+            every: None,
+        },
     };
     eprintln!(
         "microgpt: training the micro model ({} parameters) on {} ({} names) for {} steps, one name per step",
@@ -427,6 +446,10 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         .eval_every
         .or(a.plot.as_ref().map(|_| (a.steps / 10).max(1)));
     anyhow::ensure!(eval_every != Some(0), "--eval-every must be at least 1");
+    anyhow::ensure!(
+        a.checkpoint_minutes >= 0.0 && a.checkpoint_minutes.is_finite(),
+        "--checkpoint-minutes must be a number of 0 or more"
+    );
     let opts = TrainOptions {
         steps: a.steps,
         batch: a.batch,
@@ -453,6 +476,11 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         eval_every,
         train_loss_names: TRAIN_LOSS_NAMES,
         label: "training".into(),
+        checkpoints: CheckpointPolicy {
+            steps: (a.checkpoint_every > 0).then_some(a.checkpoint_every),
+            every: (a.checkpoint_minutes > 0.0)
+                .then(|| std::time::Duration::from_secs_f64(a.checkpoint_minutes * 60.0)),
+        },
     };
     let dims = a.shape.dims(data.vocab.len())?;
     with_config!(dims, train_and_report(&data, &opts))
@@ -572,6 +600,7 @@ fn eval_with<C: Config>(
 }
 
 fn cmd_export(a: ExportArgs) -> Result<()> {
+    check_outputs(&[("--weights", &a.weights)], &[("--out", &a.out)])?;
     let bytes = WeightBytes::read(&a.weights)?;
     let file = bytes.model()?;
     with_config!(file.dims(), export_with(&file, &a.out))
@@ -585,6 +614,9 @@ fn export_with<C: Config>(file: &microgpt_core::WeightFile<'_>, out: &Path) -> R
 }
 
 fn cmd_import(a: ImportArgs) -> Result<()> {
+    let mut inputs = vec![("--from", a.from.as_path())];
+    inputs.extend(a.data.as_deref().map(|d| ("--data", d)));
+    check_outputs(&inputs, &[("--out", &a.out)])?;
     let vocab = a
         .data
         .as_deref()

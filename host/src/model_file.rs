@@ -1,12 +1,13 @@
-//! Weight files on disk: aligned reads, atomic writes, and whether this build holds
-//! the shape of a file.
+//! Weight files on disk: aligned reads, and whether this build holds the shape of a
+//! file (writes go through [`crate::safe_write`]).
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use microgpt_core::weights_format::{encoded_len, write};
-use microgpt_core::{Config, Dims, Vocab, WeightFile, Weights, find, presets};
+use microgpt_core::{Config, Dims, Error, Vocab, WeightFile, Weights, find, presets};
+
+use crate::training::CHECKPOINT_FORMAT;
 
 /// One line per shipped shape: its preset, dimensions and parameters on names.
 pub fn shapes_list() -> String {
@@ -69,11 +70,37 @@ impl WeightBytes {
         })
     }
 
-    /// The checked file, with a message that names it.
+    /// The checked file, with a message that names it and says what to do. A file with
+    /// bytes after its end is refused (it is damaged, or two files joined), and so is a
+    /// checkpoint or a safetensors file given in place of weights, each by name.
     pub fn parse(&self) -> Result<WeightFile<'_>> {
         let bytes = &bytemuck::cast_slice::<u32, u8>(&self.words)[..self.len];
-        WeightFile::parse(bytes)
-            .map_err(|e| anyhow!("{} is not a usable weight file: {e}", self.path))
+        let file = WeightFile::parse(bytes).map_err(|e| {
+            let format = safetensors::SafeTensors::read_metadata(bytes)
+                .ok()
+                .and_then(|(_, meta)| meta.metadata().as_ref()?.get("format").cloned());
+            match (e, format.as_deref()) {
+                (Error::BadMagic, Some(CHECKPOINT_FORMAT)) => anyhow!(
+                    "{} is a training checkpoint, not a weight file: its weights are in the file of the same name without .ckpt, and `microgpt train --resume` continues from it",
+                    self.path
+                ),
+                (Error::BadMagic, Some(_)) => anyhow!(
+                    "{} is a safetensors file, not a weight file: make one of it with `microgpt import --from {} --out WEIGHTS`",
+                    self.path,
+                    self.path
+                ),
+                (e, _) => anyhow!("{} is not a usable weight file: {e}", self.path),
+            }
+        })?;
+        if file.byte_len() != self.len {
+            return Err(anyhow!(
+                "{} is not a usable weight file: it has {} bytes after the {} of its weights (damaged, or two files joined)",
+                self.path,
+                self.len - file.byte_len(),
+                file.byte_len()
+            ));
+        }
+        Ok(file)
     }
 
     /// The checked file, whose shape a shipped config holds.
@@ -99,26 +126,4 @@ pub fn encode<C: Config>(vocab: &Vocab, weights: &Weights<'_, C>) -> Result<Vec<
     let mut out = vec![0u8; encoded_len(&weights.dims())];
     write(&mut out, vocab, weights)?;
     Ok(out)
-}
-
-/// Writes a file atomically: to a temporary file beside it, then renamed over it, so an
-/// interrupted run never leaves half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    // Temporary files are private (0600); the result should be an ordinary file.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }

@@ -17,6 +17,12 @@ use microgpt_core::{
 
 use crate::simd::Simd;
 
+/// A training step whose loss or gradient is not finite (NaN or infinite): the run has
+/// diverged. It names what was found.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is not finite (NaN or infinite)")]
+pub struct Diverged(pub &'static str);
+
 /// One thread's share of a step.
 struct Worker<C: Config> {
     acts: Box<Acts<C>>,
@@ -274,15 +280,15 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
             seed: u64::from(self.adam.steps()) << 24,
         };
         let (loss, used) = self.workers.step(&w, vocab, names, dropout)?;
-        self.update(used, lr, hp);
+        self.update(used, lr, hp)?;
         self.refresh();
         Ok(loss)
     }
 
     /// Adds up the workers' gradients and applies Adam, each worker on its own part of
-    /// the parameters: first the sums (and their squares, for clipping), then the
-    /// update.
-    fn update(&mut self, used: usize, lr: f64, hp: &AdamConfig) {
+    /// the parameters: first the sums and their squares, then the update. A gradient
+    /// that is not finite is [`Diverged`], and then the weights are left as they were.
+    fn update(&mut self, used: usize, lr: f64, hp: &AdamConfig) -> Result<()> {
         let n = self.params.as_slice().len();
         // Below about 64K parameters the hand-off to the pool costs more than it saves.
         let part = if n < 1 << 16 { n } else { n.div_ceil(used) };
@@ -305,14 +311,18 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
                             .zip(&other[i * part..])
                             .for_each(|(t, g)| *t += g);
                     }
-                    if clip {
-                        *sq = K::dot(total, total).to_f64();
-                    }
+                    // Always: clipping needs it, and a NaN or infinity anywhere shows
+                    // in it, for one dot product.
+                    *sq = K::dot(total, total).to_f64();
                 }
             });
         spawn_all(pool, sums.collect());
 
-        let step = self.adam.begin(lr, hp, clip.then(|| squares.iter().sum()));
+        let norm_sq: f64 = squares.iter().sum();
+        if !norm_sq.is_finite() {
+            return Err(Diverged("the gradient").into());
+        }
+        let step = self.adam.begin(lr, hp, clip.then_some(norm_sq));
         let (m, v) = self.adam.moments_mut(n);
         let total = self.workers.workers[0].grads.as_slice();
         let parts = self
@@ -323,6 +333,7 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
             .zip(m.chunks_mut(part).zip(v.chunks_mut(part)));
         let updates = parts.map(|((p, g), (m, v))| move || K::adam(p, g, m, v, &step));
         spawn_all(pool, updates.collect());
+        Ok(())
     }
 
     /// The mean loss per predicted token of `names` (see [`mean_loss`]).

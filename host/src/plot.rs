@@ -65,5 +65,5 @@ pub fn loss_curve(path: &Path, train: &[(usize, f64)], val: &[(usize, f64)]) -> 
             .map_err(err)?;
         root.present().map_err(err)?;
     }
-    crate::model_file::write_atomic(path, svg.as_bytes())
+    crate::safe_write::write_atomic(path, svg.as_bytes())
 }

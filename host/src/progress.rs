@@ -66,6 +66,14 @@ impl Progress {
         }
     }
 
+    /// Runs `f`, which prints to stderr, with the bar out of its way.
+    pub fn suspend(&self, f: impl FnOnce()) {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
     /// Clears the bar; returns the time since the start.
     pub fn finish(self) -> Duration {
         if let Some(bar) = self.bar {

@@ -11,7 +11,8 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use microgpt_core::{Config, Dims, Layout, SHIPPED, Vocab, Weights, find, with_config};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use crate::model_file::{encode, not_shipped, write_atomic};
+use crate::model_file::{encode, not_shipped};
+use crate::safe_write::write_atomic;
 
 /// Writes weights as safetensors (F32), atomically.
 pub fn export<C: Config>(path: &Path, vocab: &Vocab, w: &Weights<'_, C>) -> Result<()> {

@@ -3,15 +3,19 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use microgpt_core::{AdamConfig, Config, Params, PyRandom, Vocab};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::dataset::{Dataset, split};
-use crate::model_file::{encode, write_atomic};
-use crate::parallel::ParallelTrainer;
+use crate::model_file::encode;
+use crate::parallel::{Diverged, ParallelTrainer};
 use crate::progress::Progress;
+use crate::safe_write::{check_outputs, write_atomic};
 
 /// What to train, and how.
 #[derive(Clone, Debug)]
@@ -43,6 +47,75 @@ pub struct TrainOptions {
     pub train_loss_names: usize,
     /// Label of the progress bar.
     pub label: String,
+    /// When to write `<out>.ckpt` during the run, besides at its end.
+    pub checkpoints: CheckpointPolicy,
+}
+
+/// How often a run writes its checkpoint: after every `steps` steps and after `every`
+/// of wall time, whichever comes first (`None` for never), and always at the end.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckpointPolicy {
+    /// Steps between two checkpoints.
+    pub steps: Option<usize>,
+    /// Wall time between two checkpoints.
+    pub every: Option<Duration>,
+}
+
+impl CheckpointPolicy {
+    /// The defaults: every 5,000 steps and every 2 minutes. A checkpoint of the micro
+    /// model takes well under a millisecond to write, and makemore's about 5 ms.
+    pub const DEFAULT: CheckpointPolicy = CheckpointPolicy {
+        steps: Some(5000),
+        every: Some(Duration::from_secs(120)),
+    };
+}
+
+/// A run stopped by SIGINT or SIGTERM after writing its weights and checkpoint. The
+/// process should exit with [`Interrupted::exit_code`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stopped by {} after step {step}; wrote {out} and its checkpoint {ckpt}: add --resume to the same command to continue",
+    signal_name(*.signal)
+)]
+pub struct Interrupted {
+    /// The signal's number.
+    pub signal: i32,
+    /// Steps done.
+    pub step: usize,
+    /// The weights written.
+    pub out: String,
+    /// The checkpoint written.
+    pub ckpt: String,
+}
+
+impl Interrupted {
+    /// 128 + the signal's number, as shells report a process ended by it (130 for
+    /// SIGINT).
+    pub fn exit_code(&self) -> u8 {
+        (128 + self.signal).clamp(0, 255) as u8
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        signal_hook::consts::SIGINT => "SIGINT (Ctrl-C)",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+/// From now on, SIGINT and SIGTERM set the returned number to the signal's instead of
+/// ending the process, so that the training loop can finish its step and save. A
+/// second one ends the process at once, as a user pressing Ctrl-C twice expects.
+fn catch_signals() -> Result<Arc<AtomicUsize>> {
+    let caught = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, seen.clone())?;
+        signal_hook::flag::register_usize(signal, caught.clone(), signal as usize)?;
+        signal_hook::flag::register(signal, seen.clone())?;
+    }
+    Ok(caught)
 }
 
 /// The result of a run.
@@ -113,6 +186,15 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     let mut start = 0;
 
     let ckpt = opts.out.as_deref().map(checkpoint_path);
+    let outputs: Vec<(&str, &Path)> = [
+        ("--out", opts.out.as_deref()),
+        ("the checkpoint", ckpt.as_deref()),
+        ("--plot", opts.plot.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(role, p)| Some((role, p?)))
+    .collect();
+    check_outputs(&[("--data", &data.path)], &outputs)?;
     if opts.resume {
         let path = ckpt
             .as_deref()
@@ -131,28 +213,63 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
 
     let val_names: Vec<&str> = val_docs.iter().map(String::as_str).collect();
     let mut curve = (Vec::new(), Vec::new());
+    let caught = match &ckpt {
+        Some(_) => Some(catch_signals()?),
+        None => None,
+    };
+    let (policy, mut last_save) = (opts.checkpoints, Instant::now());
+    // A loss this far above a uniform guess over the vocabulary after the warmup is
+    // worth a word, once: the model has learnt nothing, or is unlearning.
+    let (uniform, mut warned) = ((vocab.len() as f64).ln(), false);
     let mut progress = Progress::new(start, opts.steps, &opts.label);
     let mut names: Vec<&str> = Vec::with_capacity(opts.batch);
-    for step in start..end {
+    let mut done = start;
+    let mut stopped_by = 0;
+    while done < end {
+        let step = done;
         names.clear();
         names.extend(
             (0..opts.batch)
                 .map(|i| train_docs[(step * opts.batch + i) % train_docs.len()].as_str()),
         );
-        let loss = trainer.step(
-            &vocab,
-            &names,
-            opts.adam.rate(step, opts.steps),
-            &opts.adam,
-            opts.dropout,
-        )?;
+        let diverged = |what: &str| {
+            anyhow::anyhow!(
+                "training diverged at step {}: {what}; try a lower --lr (this run has {}){}",
+                step + 1,
+                opts.adam.lr,
+                ckpt.as_deref()
+                    .filter(|c| c.exists())
+                    .map_or_else(String::new, |c| format!(
+                        "; the last good checkpoint, {}, is kept",
+                        c.display()
+                    ))
+            )
+        };
+        let loss = trainer
+            .step(
+                &vocab,
+                &names,
+                opts.adam.rate(step, opts.steps),
+                &opts.adam,
+                opts.dropout,
+            )
+            .map_err(|e| match e.downcast_ref::<Diverged>() {
+                Some(d) => diverged(&d.to_string()),
+                None => e,
+            })?;
         if !loss.is_finite() {
-            bail!(
-                "training diverged at step {} (loss {loss}); try a lower --lr",
-                step + 1
-            );
+            return Err(diverged(&format!("the loss is {loss}")));
         }
-        let done = step + 1;
+        done = step + 1;
+        if !warned && done > opts.adam.warmup.max(100) && loss > 1.5 * uniform {
+            warned = true;
+            progress.suspend(|| {
+                eprintln!(
+                    "warning: the loss at step {done} is {loss:.3}, far above a uniform guess over the vocabulary ({uniform:.3}); the learning rate ({}) may be too high",
+                    opts.adam.lr
+                )
+            });
+        }
         let val = match opts.eval_every {
             Some(n) if done.is_multiple_of(n) || done == end => trainer.eval(&vocab, &val_names)?,
             _ => None,
@@ -162,9 +279,32 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
             curve.1.push((done, v));
         }
         progress.step(done, loss, val);
+        stopped_by = caught.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
+        if stopped_by != 0 {
+            break;
+        }
+        let due = policy.steps.is_some_and(|n| done.is_multiple_of(n))
+            || policy.every.is_some_and(|t| last_save.elapsed() >= t);
+        if let (true, Some(ckpt)) = (due && done < end, &ckpt) {
+            save_checkpoint(ckpt, &trainer, &vocab, opts, done, train_docs.len())?;
+            last_save = Instant::now();
+        }
     }
     let seconds = progress.finish().as_secs_f64();
 
+    if let (Some(out), Some(ckpt)) = (&opts.out, &ckpt) {
+        write_atomic(out, &encode(&vocab, &trainer.params().weights())?)?;
+        save_checkpoint(ckpt, &trainer, &vocab, opts, done, train_docs.len())?;
+        if stopped_by != 0 {
+            return Err(Interrupted {
+                signal: stopped_by as i32,
+                step: done,
+                out: out.display().to_string(),
+                ckpt: ckpt.display().to_string(),
+            }
+            .into());
+        }
+    }
     // Spread evenly over the split: exactly min(train_loss_names, names) of them.
     let (n, k) = (
         train_docs.len(),
@@ -173,12 +313,6 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     let train_names: Vec<&str> = (0..k).map(|i| train_docs[i * n / k].as_str()).collect();
     let train_loss = trainer.eval(&vocab, &train_names)?;
     let val_loss = trainer.eval(&vocab, &val_names)?;
-    if let Some(out) = &opts.out {
-        write_atomic(out, &encode(&vocab, &trainer.params().weights())?)?;
-        if let Some(ckpt) = &ckpt {
-            save_checkpoint(ckpt, &trainer, &vocab, opts, end, train_docs.len())?;
-        }
-    }
     if let Some(plot) = &opts.plot {
         crate::plot::loss_curve(plot, &curve.0, &curve.1)
             .with_context(|| format!("cannot plot the losses to {}", plot.display()))?;
@@ -189,13 +323,14 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
         rng,
         train_loss,
         val_loss,
-        steps_done: end,
+        steps_done: done,
         seconds,
         split: (train_docs.len(), val_docs.len()),
     })
 }
 
-const CHECKPOINT_FORMAT: &str = "microgpt-checkpoint/1";
+/// The `format` metadata of a checkpoint (a safetensors file).
+pub const CHECKPOINT_FORMAT: &str = "microgpt-checkpoint/1";
 
 /// What must agree between a checkpoint and the run that resumes it.
 fn run_identity<C: Config>(
@@ -274,10 +409,16 @@ fn load_checkpoint<C: Config>(
             t.dtype() == Dtype::F32 && t.shape() == [n],
             bad(&format!("{name} has the wrong shape"))
         );
-        Ok(t.data()
+        let x: Vec<f32> = t
+            .data()
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+            .collect();
+        ensure!(
+            x.iter().all(|v| v.is_finite()),
+            bad(&format!("{name} holds a value that is not finite"))
+        );
+        Ok(x)
     };
     let steps: u32 = get("adam_steps")?.parse().map_err(|_| bad("adam_steps"))?;
     trainer.restore(

@@ -82,19 +82,24 @@ pub fn qemu_available() -> bool {
 pub enum Board {
     /// QEMU's mps2-an386, with the given weight file (the shipped one when `None`).
     Qemu(Option<PathBuf>),
+    /// QEMU's mps2-an386 with a weight file embedded as it is, unchecked by the build, to
+    /// test the check the firmware makes at boot.
+    QemuUnchecked(PathBuf),
     /// The nRF52840-DK.
     Nrf52840dk,
 }
 
-/// Builds the firmware and returns a copy of its ELF in `dir`. Builds are serialized:
-/// they share one target directory.
-pub fn build_firmware(board: Board, dir: &Path) -> PathBuf {
+/// Runs the firmware's build for `board` and returns cargo's output and the ELF's path.
+/// Builds are serialized: they share one target directory.
+pub fn try_build_firmware(board: &Board) -> (Output, PathBuf) {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let firmware = root().join("firmware");
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(&firmware).env_remove("MICROGPT_WEIGHTS");
-    let elf = match &board {
+    cmd.current_dir(&firmware)
+        .env_remove("MICROGPT_WEIGHTS")
+        .env_remove("MICROGPT_UNCHECKED_WEIGHTS");
+    let elf = match board {
         Board::Qemu(weights) => {
             cmd.args(["build", "--release", "--quiet"]);
             if let Some(w) = weights {
@@ -102,15 +107,30 @@ pub fn build_firmware(board: Board, dir: &Path) -> PathBuf {
             }
             "target/thumbv7em-none-eabihf/release/microgpt-firmware"
         }
+        Board::QemuUnchecked(weights) => {
+            cmd.args(["build", "--release", "--quiet"])
+                .env("MICROGPT_WEIGHTS", weights)
+                .env("MICROGPT_UNCHECKED_WEIGHTS", "1");
+            "target/thumbv7em-none-eabihf/release/microgpt-firmware"
+        }
         Board::Nrf52840dk => {
             cmd.args(["build-nrf", "--quiet"]);
             "target/nrf52840dk/thumbv7em-none-eabihf/release/microgpt-firmware"
         }
     };
-    let status = cmd.status().expect("cargo runs");
-    assert!(status.success(), "building the firmware failed");
+    (cmd.output().expect("cargo runs"), firmware.join(elf))
+}
+
+/// Builds the firmware and returns a copy of its ELF in `dir`.
+pub fn build_firmware(board: Board, dir: &Path) -> PathBuf {
+    let (out, elf) = try_build_firmware(&board);
+    assert!(
+        out.status.success(),
+        "building the firmware failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let copy = dir.join("microgpt-firmware.elf");
-    std::fs::copy(firmware.join(elf), &copy).unwrap();
+    std::fs::copy(elf, &copy).unwrap();
     copy
 }
 

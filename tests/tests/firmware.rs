@@ -6,6 +6,7 @@ use std::process::Command;
 
 use microgpt_tests::{
     Board, build_firmware, microgpt, odd_weights, qemu_available, root, run_in_qemu, text_lines,
+    try_build_firmware,
 };
 
 fn text(b: &[u8]) -> String {
@@ -134,7 +135,26 @@ fn firmware_refuses_corrupt_weights() {
     weights[8000] ^= 0x40;
     let corrupt = dir.path().join("corrupt.bin");
     fs::write(&corrupt, &weights).unwrap();
-    let elf = build_firmware(Board::Qemu(Some(corrupt)), dir.path());
+    // The build refuses it, in one line that says what to do...
+    let (build, _) = try_build_firmware(&Board::Qemu(Some(corrupt.clone())));
+    let err = text(&build.stderr);
+    assert!(!build.status.success());
+    assert!(
+        err.contains("MICROGPT_WEIGHTS: ")
+            && err.contains("corrupt.bin is not a usable weight file: the weight file is corrupt")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    let (build, _) = try_build_firmware(&Board::Qemu(Some(dir.path().join("missing.bin"))));
+    let err = text(&build.stderr);
+    assert!(
+        !build.status.success()
+            && err.contains("cannot read the weights")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    // ...and so does the firmware at boot, should flash be damaged after the build.
+    let elf = build_firmware(Board::QemuUnchecked(corrupt), dir.path());
     let out = run_in_qemu(&elf);
     let log = text(&out.stdout);
     assert_eq!(
