@@ -17,6 +17,7 @@ use microgpt_core::{
 use crate::dataset::{Dataset, split};
 use crate::parallel::ParallelTrainer;
 use crate::simd::Simd;
+use crate::training::{CheckpointPolicy, CheckpointRef, write_checkpoint};
 
 /// What to measure.
 pub struct BenchOptions {
@@ -181,17 +182,55 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         format!("{:.2}M tokens/s", fast / 1e6),
     );
 
+    // The seconds of one makemore step on the last thread count (the default here).
+    let mut makemore_step_secs = 0.0;
     for threads in [1, 2] {
+        let mut rows_per_step = 0.0;
         let rate = median_of(r, || {
             let (secs, rows) = train_run::<Makemore, Simd>(&data, 20, 32, threads)?;
+            rows_per_step = rows as f64 / 20.0;
             Ok(rows as f64 / secs)
         })?;
+        makemore_step_secs = rows_per_step / rate;
         row(
             &format!(
                 "makemore, batch 32, {}: training tokens/s",
                 threads_label(threads)
             ),
             format!("{rate:.0}"),
+        );
+    }
+
+    // What a checkpoint costs: its write (safetensors, fsync, rename), against the
+    // training it interrupts at `train`'s default of one every 5,000 steps.
+    let dir = tempfile::tempdir()?;
+    for (name, n, step_secs) in [
+        ("micro", Micro::DIMS.num_params(), simd_ms / 1e3 / 1000.0),
+        ("makemore", Makemore::DIMS.num_params(), makemore_step_secs),
+    ] {
+        let zeros = vec![0f32; n];
+        let state = CheckpointRef {
+            step: 1,
+            adam_steps: 1,
+            params: &zeros,
+            m: &zeros,
+            v: &zeros,
+        };
+        let path = dir.path().join("bench.ckpt");
+        let secs = median_of(r, || {
+            let start = Instant::now();
+            write_checkpoint(&path, &state, &[])?;
+            Ok(start.elapsed().as_secs_f64())
+        })?;
+        let every = CheckpointPolicy::DEFAULT_STEPS as f64 * step_secs;
+        row(
+            &format!("writing a checkpoint, {name}"),
+            format!(
+                "{:.2} ms ({:.2}% of training at one every {} steps)",
+                secs * 1e3,
+                100.0 * secs / (every + secs),
+                CheckpointPolicy::DEFAULT_STEPS
+            ),
         );
     }
 

@@ -27,6 +27,12 @@ impl Dataset {
     pub fn load(path: &Path) -> Result<Dataset> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read the dataset {}", path.display()))?;
+        Self::parse(path, bytes)
+    }
+
+    /// [`Dataset::load`] of a file's bytes; `path` names it in messages. Any bytes give
+    /// a dataset or an error, never a panic (`tests/fuzz` checks it).
+    pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Dataset> {
         let text = String::from_utf8(bytes).map_err(|e| {
             let at = e.utf8_error().valid_up_to();
             let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;

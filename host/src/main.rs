@@ -147,11 +147,11 @@ struct TrainArgs {
     eval_every: Option<usize>,
     /// Write the checkpoint <OUT>.ckpt every this many steps (0: only at the end). It is
     /// also written at the end, and when SIGINT (Ctrl-C) or SIGTERM stops the run.
-    #[arg(long, default_value_t = 5000, value_name = "STEPS")]
+    #[arg(long, default_value_t = CheckpointPolicy::DEFAULT_STEPS, value_name = "STEPS")]
     checkpoint_every: usize,
     /// Write the checkpoint also after this many minutes of wall time since the last
     /// one (0: never by time).
-    #[arg(long, default_value_t = 2.0, value_name = "MINUTES")]
+    #[arg(long, default_value_t = CheckpointPolicy::DEFAULT_MINUTES, value_name = "MINUTES")]
     checkpoint_minutes: f64,
 }
 

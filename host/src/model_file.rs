@@ -61,13 +61,18 @@ impl WeightBytes {
     pub fn read(path: &Path) -> Result<WeightBytes> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read the weights {}", path.display()))?;
+        Ok(Self::from_bytes(&bytes, path.display().to_string()))
+    }
+
+    /// The bytes of a weight file read otherwise; `path` names it in messages.
+    pub fn from_bytes(bytes: &[u8], path: String) -> WeightBytes {
         let mut words = vec![0u32; bytes.len().div_ceil(4)];
-        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
-        Ok(WeightBytes {
+        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        WeightBytes {
             words,
             len: bytes.len(),
-            path: path.display().to_string(),
-        })
+            path,
+        }
     }
 
     /// The checked file, with a message that names it and says what to do. A file with

@@ -40,9 +40,15 @@ pub fn export<C: Config>(path: &Path, vocab: &Vocab, w: &Weights<'_, C>) -> Resu
 /// comes from the metadata, or else from `fallback` (a dataset's).
 pub fn import(path: &Path, fallback: Option<&Vocab>) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    import_bytes(&bytes, path, fallback)
+}
+
+/// [`import`] of a file's bytes; `path` names it in messages. Any bytes give a weight
+/// file or an error, never a panic (`tests/fuzz` checks it).
+pub fn import_bytes(bytes: &[u8], path: &Path, fallback: Option<&Vocab>) -> Result<Vec<u8>> {
     let bad = |what: String| anyhow!("{} is not a usable state dict: {what}", path.display());
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-    let meta = SafeTensors::read_metadata(&bytes)
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+    let meta = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(e.to_string()))?
         .1
         .metadata()

@@ -62,12 +62,13 @@ pub struct CheckpointPolicy {
 }
 
 impl CheckpointPolicy {
-    /// The defaults: every 5,000 steps and every 2 minutes. A checkpoint of the micro
-    /// model takes well under a millisecond to write, and makemore's about 5 ms.
-    pub const DEFAULT: CheckpointPolicy = CheckpointPolicy {
-        steps: Some(5000),
-        every: Some(Duration::from_secs(120)),
-    };
+    /// `train`'s default step interval. A checkpoint of the micro model takes well
+    /// under a millisecond to write and makemore's a few (`microgpt bench` measures
+    /// both), so at the defaults they cost well under 1% of a run.
+    pub const DEFAULT_STEPS: usize = 5000;
+    /// `train`'s default wall-time interval, in minutes: at most this much work is lost
+    /// to a crash or `kill -9`.
+    pub const DEFAULT_MINUTES: f64 = 2.0;
 }
 
 /// A run stopped by SIGINT or SIGTERM after writing its weights and checkpoint. The
@@ -356,26 +357,70 @@ fn save_checkpoint<C: Config>(
     step: usize,
     train_docs: usize,
 ) -> Result<()> {
-    let (params, adam) = (trainer.params(), trainer.adam());
-    let n = params.as_slice().len();
-    let (m, v) = adam.moments(n);
+    let (params, adam) = (trainer.params().as_slice(), trainer.adam());
+    let (m, v) = adam.moments(params.len());
+    let state = CheckpointRef {
+        step,
+        adam_steps: adam.steps(),
+        params,
+        m,
+        v,
+    };
+    write_checkpoint(path, &state, &run_identity::<C>(vocab, opts, train_docs))
+}
+
+/// The state a checkpoint holds, borrowed from a trainer.
+pub struct CheckpointRef<'a> {
+    /// Steps done.
+    pub step: usize,
+    /// Adam's update count.
+    pub adam_steps: u32,
+    /// The weights, flat.
+    pub params: &'a [f32],
+    /// Adam's first moment.
+    pub m: &'a [f32],
+    /// Adam's second moment.
+    pub v: &'a [f32],
+}
+
+/// Writes a checkpoint atomically, as safetensors, with `identity` in its metadata for
+/// [`read_checkpoint`] to check.
+pub fn write_checkpoint(
+    path: &Path,
+    state: &CheckpointRef<'_>,
+    identity: &[(&str, String)],
+) -> Result<()> {
     fn view(x: &[f32]) -> Result<TensorView<'_>, safetensors::SafeTensorError> {
         TensorView::new(Dtype::F32, vec![x.len()], bytemuck::cast_slice(x))
     }
     let tensors = [
-        ("params", view(params.as_slice())?),
-        ("adam_m", view(m)?),
-        ("adam_v", view(v)?),
+        ("params", view(state.params)?),
+        ("adam_m", view(state.m)?),
+        ("adam_v", view(state.v)?),
     ];
-    let mut meta: HashMap<String, String> = run_identity::<C>(vocab, opts, train_docs)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
+    let mut meta: HashMap<String, String> = identity
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect();
     meta.insert("format".into(), CHECKPOINT_FORMAT.into());
-    meta.insert("step".into(), step.to_string());
-    meta.insert("adam_steps".into(), adam.steps().to_string());
+    meta.insert("step".into(), state.step.to_string());
+    meta.insert("adam_steps".into(), state.adam_steps.to_string());
     let bytes = safetensors::serialize(tensors, Some(meta))?;
     write_atomic(path, &bytes)
+}
+
+/// The state a checkpoint holds.
+pub struct Checkpoint {
+    /// Steps done.
+    pub step: usize,
+    /// Adam's update count.
+    pub adam_steps: u32,
+    /// The weights, flat.
+    pub params: Vec<f32>,
+    /// Adam's first moment.
+    pub m: Vec<f32>,
+    /// Adam's second moment.
+    pub v: Vec<f32>,
 }
 
 /// Restores a checkpoint written by the same kind of run; returns its step.
@@ -388,21 +433,36 @@ fn load_checkpoint<C: Config>(
 ) -> Result<usize> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("no checkpoint to resume from at {}", path.display()))?;
+    let identity = run_identity::<C>(vocab, opts, train_docs);
+    let n = microgpt_core::Layout::new(C::DIMS.with_vocab(vocab.len())).len();
+    let c = read_checkpoint(&bytes, path, &identity, n)?;
+    trainer.restore(vocab.len(), &c.params, &c.m, &c.v, c.adam_steps)?;
+    Ok(c.step)
+}
+
+/// Reads a checkpoint of `n` parameters whose metadata has the values of `identity`;
+/// `path` names it in messages. Any bytes give a checkpoint or an error, never a panic
+/// (`tests/fuzz` checks it).
+pub fn read_checkpoint(
+    bytes: &[u8],
+    path: &Path,
+    identity: &[(&str, String)],
+    n: usize,
+) -> Result<Checkpoint> {
     let bad = |what: &str| anyhow::anyhow!("{} is not a usable checkpoint: {what}", path.display());
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(&e.to_string()))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(&e.to_string()))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(&e.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(&e.to_string()))?;
     let meta = meta.metadata().clone().unwrap_or_default();
     let get = |k: &str| meta.get(k).cloned().ok_or_else(|| bad(&format!("no {k}")));
     ensure!(get("format")? == CHECKPOINT_FORMAT, bad("unknown format"));
-    for (key, want) in run_identity::<C>(vocab, opts, train_docs) {
+    for (key, want) in identity {
         let have = get(key)?;
         ensure!(
-            have == want,
+            &have == want,
             "{} was made with {key} {have:?}, this run has {want:?}; resume with the same settings",
             path.display()
         );
     }
-    let n = microgpt_core::Layout::new(C::DIMS.with_vocab(vocab.len())).len();
     let floats = |name: &str| -> Result<Vec<f32>> {
         let t = st.tensor(name).map_err(|e| bad(&e.to_string()))?;
         ensure!(
@@ -420,13 +480,11 @@ fn load_checkpoint<C: Config>(
         );
         Ok(x)
     };
-    let steps: u32 = get("adam_steps")?.parse().map_err(|_| bad("adam_steps"))?;
-    trainer.restore(
-        vocab.len(),
-        &floats("params")?,
-        &floats("adam_m")?,
-        &floats("adam_v")?,
-        steps,
-    )?;
-    get("step")?.parse().map_err(|_| bad("step"))
+    Ok(Checkpoint {
+        step: get("step")?.parse().map_err(|_| bad("step"))?,
+        adam_steps: get("adam_steps")?.parse().map_err(|_| bad("adam_steps"))?,
+        params: floats("params")?,
+        m: floats("adam_m")?,
+        v: floats("adam_v")?,
+    })
 }

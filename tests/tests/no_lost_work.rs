@@ -293,6 +293,20 @@ fn divergence_stops_training_and_bad_weights_are_refused_by_name() {
         "{err}"
     );
     assert!(!d.join("w.bin").exists(), "no weights from a diverged run");
+    // A rate that does not diverge but learns nothing is worth a warning.
+    let out = microgpt(
+        d,
+        &[
+            "train", "--data", data, "--lr", "1", "--steps", "300", "--out", "hi.bin",
+        ],
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: the loss at step 101 is ")
+            && err.contains("far above a uniform guess over the vocabulary (3.296)"),
+        "{err}"
+    );
 
     // A good model, then its state dict with a NaN in the last tensor.
     let out = microgpt(
