@@ -2,7 +2,8 @@
 # Runs every test of microgpt-rs, and first installs what a fresh machine lacks:
 # the thumbv7em target, rustfmt and clippy, numpy for the tests against Python, and
 # QEMU (through apt-get, never removing an installed package) and defmt-print for the
-# firmware tests.
+# firmware tests, and the wasm32 target, Debian's chromium and playwright-core for the
+# page's test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +59,17 @@ step "QEMU and defmt-print, for the firmware tests"
 command -v qemu-system-arm >/dev/null || install_qemu
 command -v defmt-print >/dev/null || cargo install defmt-print --locked
 
+step "the page: the wasm32 target, Debian's chromium and playwright-core, for its test in headless Chromium"
+rustup target add wasm32-unknown-unknown
+if ! command -v chromium >/dev/null; then
+  as_root apt-get update -qq
+  apt_install chromium || {
+    echo "error: chromium cannot be installed without removing an installed package (see above); install Debian's chromium yourself, then run tests/run-all.sh again" >&2
+    exit 1
+  }
+fi
+(cd host/web && npm ci --no-audit --no-fund --loglevel=error)
+
 step "format"
 cargo fmt --all -- --check
 (cd firmware && cargo fmt -- --check)
@@ -71,8 +83,8 @@ step "the core is no_std: build it for thumbv7em-none-eabihf, with and without d
 cargo build -p microgpt-core --target thumbv7em-none-eabihf
 cargo check -p microgpt-core --target thumbv7em-none-eabihf --features defmt
 
-step "all tests, the firmware in QEMU included"
-MICROGPT_REQUIRE_QEMU=1 cargo test --workspace
+step "all tests, the firmware in QEMU and the page in Chromium included"
+MICROGPT_REQUIRE_QEMU=1 MICROGPT_REQUIRE_WEB=1 cargo test --workspace
 
 step "firmware size for both boards"
 firmware/size-report.sh

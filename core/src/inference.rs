@@ -45,6 +45,21 @@ impl<C: Config, F: Float> Decoder<C, F> {
         self.pos
     }
 
+    /// The attention weights of the last layer for the token fed last, head by head:
+    /// row `h` of `heads` rows of `block` values holds how much that token attended to
+    /// each position `0..pos()` (the rest is stale). Empty before the first token.
+    pub fn attention(&self) -> &[F] {
+        let dims = C::DIMS;
+        if self.pos == 0 {
+            return &[];
+        }
+        let start = 2 * dims.layers * dims.block * dims.embd + 4 * dims.embd + dims.mlp;
+        self.buf
+            .as_ref()
+            .get(start..start + dims.heads * dims.block)
+            .unwrap_or(&[])
+    }
+
     /// Feeds `token` at the next position and returns the logits of the token after it
     /// (one per vocabulary entry).
     pub fn step<K: Kernels<F>>(

@@ -221,3 +221,31 @@ fn top_k_and_top_p_draw_only_the_likeliest_tokens() {
     let bad = Sampling { top_p: 0.0, ..HALF };
     assert!(sample_token::<_, Scalar, _>(&mut l, &bad, &mut PyRandom::new(0)).is_err());
 }
+
+/// The attention the decoder shows: for each head, a distribution over the positions
+/// so far, none of them zero.
+#[test]
+fn attention_weights_are_each_heads_distribution() {
+    let vocab = vocab_of(&NAMES);
+    let mut params = Params::<Micro>::new(vocab.len()).unwrap();
+    params.init(vocab.len(), &mut PyRandom::new(5)).unwrap();
+    let w = params.weights();
+    let mut dec = Decoder::<Micro>::new();
+    assert!(dec.attention().is_empty());
+    let (heads, block) = (Micro::DIMS.heads, Micro::DIMS.block);
+    let mut token = vocab.bos();
+    for (pos, c) in "olivia".chars().enumerate() {
+        dec.step::<Scalar>(&w, token).unwrap();
+        let att = dec.attention();
+        assert_eq!(att.len(), heads * block);
+        for h in 0..heads {
+            let row = &att[h * block..][..pos + 1];
+            let sum: f32 = row.iter().sum();
+            assert!(
+                (sum - 1.0).abs() < 1e-5 && row.iter().all(|&a| a > 0.0),
+                "{row:?}"
+            );
+        }
+        token = vocab.encode(c).unwrap();
+    }
+}

@@ -1,14 +1,26 @@
 //! The host side of microgpt-rs: SIMD kernels, data-parallel training, files, and the
 //! pieces of the `microgpt` command-line tool.
+//!
+//! Without the default feature `cli`, only the portable modules remain ([`simd`] and
+//! [`dataset`]), which build for WebAssembly too.
 
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod dataset;
+#[cfg(feature = "cli")]
 pub mod model_file;
+#[cfg(feature = "cli")]
 pub mod parallel;
+#[cfg(feature = "cli")]
 pub mod plot;
+#[cfg(feature = "cli")]
 pub mod progress;
+#[cfg(feature = "cli")]
 pub mod reference;
+#[cfg(feature = "cli")]
 pub mod safe_write;
 pub mod simd;
+#[cfg(feature = "cli")]
 pub mod state_dict;
+#[cfg(feature = "cli")]
 pub mod training;

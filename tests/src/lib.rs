@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-mod firmware_tools;
-pub use firmware_tools::missing_firmware_tools;
+mod tools;
+pub use tools::{missing_firmware_tools, missing_web_tools};
 
 /// The repository's root.
 pub fn root() -> &'static Path {
@@ -65,15 +65,32 @@ pub fn shared(path: &str) -> PathBuf {
 /// they are not, the tests say so and stop, unless `MICROGPT_REQUIRE_QEMU` is set (as
 /// `tests/run-all.sh` sets it), in which case they fail.
 pub fn qemu_available() -> bool {
-    let missing = missing_firmware_tools();
+    available(
+        missing_firmware_tools(),
+        "the QEMU firmware tests",
+        "MICROGPT_REQUIRE_QEMU",
+    )
+}
+
+/// Whether the page's test in headless Chromium can run; as [`qemu_available`], with
+/// `MICROGPT_REQUIRE_WEB`.
+pub fn web_available() -> bool {
+    available(
+        missing_web_tools(root()),
+        "the page's test in headless Chromium",
+        "MICROGPT_REQUIRE_WEB",
+    )
+}
+
+fn available(missing: Vec<&str>, what: &str, required: &str) -> bool {
     if missing.is_empty() {
         return true;
     }
     let msg = format!(
-        "the QEMU firmware tests did not run: {} not found; run tests/run-all.sh, which installs qemu-system-arm and defmt-print",
+        "{what} did not run: {} not found; run tests/run-all.sh, which installs them",
         missing.join(" and ")
     );
-    assert!(std::env::var_os("MICROGPT_REQUIRE_QEMU").is_none(), "{msg}");
+    assert!(std::env::var_os(required).is_none(), "{msg}");
     eprintln!("warning: {msg}");
     false
 }
