@@ -197,9 +197,31 @@ impl<F: Float> Math<F> for Libm {
     }
 }
 
+/// Whether the bits of an `f32` are a finite number: not NaN, not an infinity (whose
+/// exponent bits are all ones).
+pub const fn finite_bits(bits: u32) -> bool {
+    bits & 0x7f80_0000 != 0x7f80_0000
+}
+
+/// Whether every value is finite, in one pass with no early exit, which compilers turn
+/// into vector compares: cheap enough to check every gradient of every step.
+pub fn all_finite(x: &[f32]) -> bool {
+    x.iter().fold(true, |ok, v| ok & finite_bits(v.to_bits()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_of_non_finite_value_is_caught() {
+        let mut x = [0.5f32, -3.0, f32::MAX, f32::MIN_POSITIVE, 1e-45, -0.0];
+        assert!(all_finite(&x) && all_finite(&[]));
+        for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            x[3] = bad;
+            assert!(!all_finite(&x) && !finite_bits(bad.to_bits()), "{bad}");
+        }
+    }
 
     /// The square root is correctly rounded, so it must equal libm's for every input.
     #[test]

@@ -101,7 +101,7 @@ pub use autograd_gpt::AutogradGpt;
 pub use batch::{Batch, Row};
 pub use config::{Buffer, Config, Dims, Elem};
 pub use error::Error;
-pub use float::{Float, Libm, Math};
+pub use float::{Float, Libm, Math, all_finite, finite_bits};
 pub use inference::Decoder;
 pub use kernels::{Kernels, Matrix, Scalar};
 pub use params::{Layout, Params, Tensor, Transposed, Weights};

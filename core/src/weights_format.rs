@@ -19,6 +19,7 @@
 
 use crate::config::{Config, Dims};
 use crate::error::Error;
+use crate::float::finite_bits;
 use crate::params::Weights;
 use crate::tokenizer::Vocab;
 
@@ -170,10 +171,9 @@ impl<'a> WeightFile<'a> {
             file.vocab.insert(c)?;
             prev = Some(c);
         }
-        // Every f32 whose exponent bits are all ones is an infinity or a NaN.
-        let bad = params.chunks_exact(4).position(|b| {
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 == 0x7f80_0000
-        });
+        let bad = params
+            .chunks_exact(4)
+            .position(|b| !finite_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
         if let Some(index) = bad {
             return Err(Error::NonFiniteWeight { index });
         }

@@ -234,7 +234,15 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         );
     }
 
-    if opts.numpy_peer.exists() {
+    let numpy = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !numpy {
+        eprintln!(
+            "(python3 has no numpy: the numpy peer is skipped; pip install numpy to time it)"
+        );
+    } else if opts.numpy_peer.exists() {
         let (out, _) = python(
             &opts.numpy_peer,
             &[

@@ -101,7 +101,8 @@ struct TrainArgs {
     /// Seed of the shuffle and of the initial weights (Python's random.seed).
     #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     seed: i64,
-    /// Threads that share each batch [default: the number of cores].
+    /// Threads that share each batch [default: the number of cores for batches of 16 or
+    /// more names of the larger models, else 1, whichever is faster here].
     #[arg(long)]
     threads: Option<usize>,
     /// Peak learning rate of Adam.
@@ -389,7 +390,7 @@ fn main_job() -> Result<()> {
         steps: 1000,
         batch: 1,
         seed: 42,
-        threads: cores(),
+        threads: None,
         adam: AdamConfig::MICROGPT,
         dropout: 0.0,
         out: None,
@@ -454,7 +455,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         steps: a.steps,
         batch: a.batch,
         seed: a.seed,
-        threads: a.threads.unwrap_or_else(cores),
+        threads: a.threads,
         adam: AdamConfig {
             lr: a.lr,
             beta1: a.beta1,

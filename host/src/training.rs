@@ -13,7 +13,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::dataset::{Dataset, split};
 use crate::model_file::encode;
-use crate::parallel::{Diverged, ParallelTrainer};
+use crate::parallel::{Diverged, ParallelTrainer, default_threads};
 use crate::progress::Progress;
 use crate::safe_write::{check_outputs, write_atomic};
 
@@ -26,8 +26,8 @@ pub struct TrainOptions {
     pub batch: usize,
     /// Seed of the shuffle and of the initial weights.
     pub seed: i64,
-    /// Threads that share each batch.
-    pub threads: usize,
+    /// Threads that share each batch; `None` for [`default_threads`].
+    pub threads: Option<usize>,
     /// Adam's hyper-parameters and learning-rate schedule.
     pub adam: AdamConfig,
     /// The dropout rate of every block's attention and MLP outputs.
@@ -156,7 +156,11 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
         C::BATCH,
         C::NAME
     );
-    ensure!(opts.threads >= 1, "--threads must be at least 1");
+    let threads = opts.threads.unwrap_or_else(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        default_threads::<C>(opts.batch, cores)
+    });
+    ensure!(threads >= 1, "--threads must be at least 1");
     let hp = &opts.adam;
     ensure!(
         hp.lr.is_finite() && hp.lr > 0.0,
@@ -183,7 +187,7 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     let (train_docs, val_docs, mut rng) = split(&data.docs, opts.seed);
     let mut params: Box<Params<C>> = bytemuck::zeroed_box();
     params.init(vocab.len(), &mut rng)?;
-    let mut trainer = ParallelTrainer::<C>::new(params, opts.threads)?;
+    let mut trainer = ParallelTrainer::<C>::new(params, threads)?;
     let mut start = 0;
 
     let ckpt = opts.out.as_deref().map(checkpoint_path);
