@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-step "toolchain: the thumbv7em-none-eabihf target, rustfmt and clippy"
-rustup target add thumbv7em-none-eabihf
+step "toolchain: the microcontroller targets, rustfmt and clippy"
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf
 rustup component add rustfmt clippy
 
 step "python3 with numpy, for the tests against CPython and the numpy peer"
@@ -79,9 +79,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 (cd firmware && cargo clippy --release -- -D warnings)
 (cd firmware && cargo clippy --release --no-default-features --features nrf52840dk --target-dir target/nrf52840dk -- -D warnings)
 
-step "the core is no_std: build it for thumbv7em-none-eabihf, with and without defmt"
+step "the core is no_std: build it for Cortex-M4F (with and without defmt), Cortex-M0 and RISC-V"
 cargo build -p microgpt-core --target thumbv7em-none-eabihf
 cargo check -p microgpt-core --target thumbv7em-none-eabihf --features defmt
+cargo build -p microgpt-core --target thumbv6m-none-eabi
+cargo build -p microgpt-core --target riscv32imc-unknown-none-elf
 
 step "all tests, the firmware in QEMU and the page in Chromium included"
 MICROGPT_REQUIRE_QEMU=1 MICROGPT_REQUIRE_WEB=1 cargo test --workspace
