@@ -12,9 +12,35 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
 
-    fs::copy(manifest.join("memory.x"), out.join("memory.x")).unwrap();
+    // The board: the one folder of boards/ whose cargo feature is on. Its memory map
+    // goes to the linker, its board.rs into the program.
+    let boards: Vec<String> = fs::read_dir(manifest.join("boards"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|b| manifest.join("boards").join(b).join("board.rs").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    let feature = |b: &str| format!("CARGO_FEATURE_{}", b.to_uppercase().replace('-', "_"));
+    let chosen: Vec<&String> = boards
+        .iter()
+        .filter(|b| env::var_os(feature(b)).is_some())
+        .collect();
+    let [board] = chosen[..] else {
+        fail(&format!(
+            "choose one board, with its feature (--no-default-features --features BOARD, or ./board.sh BOARD): one of {}",
+            boards.join(", ")
+        ))
+    };
+    let dir = manifest.join("boards").join(board);
+    println!("cargo:rerun-if-changed={}", dir.display());
+    fs::copy(dir.join("memory.x"), out.join("memory.x"))
+        .unwrap_or_else(|e| fail(&format!("boards/{board}/memory.x: {e}")));
+    println!(
+        "cargo:rustc-env=MICROGPT_BOARD_RS={}",
+        dir.join("board.rs").display()
+    );
     println!("cargo:rustc-link-search={}", out.display());
-    println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rustc-link-arg=--nmagic");
     println!("cargo:rustc-link-arg=-Tlink.x");
     println!("cargo:rustc-link-arg=-Tdefmt.x");

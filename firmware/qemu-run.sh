@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Cargo's runner for the QEMU board: runs a firmware ELF on mps2-an386 (Cortex-M4F) and
-# decodes its defmt output with defmt-print. The firmware's exit status (semihosting)
-# becomes this script's.
+# Cargo's runner for the QEMU boards: runs a firmware ELF on a QEMU machine
+# (`mps2-an386`, Cortex-M4F, or `microbit`, Cortex-M0) and decodes its defmt output with
+# defmt-print. The firmware's exit status (semihosting) becomes this script's.
+# Usage: qemu-run.sh MACHINE ELF
 #
 # -icount shift=0 makes every instruction take 1 ns of virtual time, so the SysTick
-# timer (25 MHz) advances once per 40 instructions, the same on every run.
+# timer advances once per 40 instructions on mps2-an386 (25 MHz) and once per 62.5 on
+# microbit (16 MHz), the same on every run.
 set -euo pipefail
-elf="$1"
+machine="$1"
+elf="$2"
 command -v qemu-system-arm >/dev/null || { echo "qemu-system-arm is missing: apt-get install -y --no-install-recommends qemu-system-arm" >&2; exit 127; }
 command -v defmt-print >/dev/null || { echo "defmt-print is missing: cargo install defmt-print --locked" >&2; exit 127; }
 timeout "${QEMU_TIMEOUT:-120}" qemu-system-arm \
-  -machine mps2-an386 -cpu cortex-m4 \
+  -machine "$machine" \
   -display none -monitor none -serial none \
   -semihosting-config enable=on,target=native \
   -icount shift=0 \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of microgpt-rs, and first installs what a fresh machine lacks:
-# the thumbv7em target, rustfmt and clippy, numpy for the tests against Python, and
+# the microcontroller targets, rustfmt and clippy, numpy for the tests against Python, and
 # QEMU (through apt-get, never removing an installed package) and defmt-print for the
 # firmware tests, and the wasm32 target, Debian's chromium and playwright-core for the
 # page's test.
@@ -76,8 +76,7 @@ cargo fmt --all -- --check
 
 step "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-(cd firmware && cargo clippy --release -- -D warnings)
-(cd firmware && cargo clippy --release --no-default-features --features nrf52840dk --target-dir target/nrf52840dk -- -D warnings)
+for board in firmware/boards/*/; do firmware/board.sh "$(basename "$board")" clippy -- -D warnings; done
 
 step "the core is no_std: build it for Cortex-M4F (with and without defmt), Cortex-M0 and RISC-V"
 cargo build -p microgpt-core --target thumbv7em-none-eabihf
@@ -88,7 +87,7 @@ cargo build -p microgpt-core --target riscv32imc-unknown-none-elf
 step "all tests, the firmware in QEMU and the page in Chromium included"
 MICROGPT_REQUIRE_QEMU=1 MICROGPT_REQUIRE_WEB=1 cargo test --workspace
 
-step "firmware size for both boards"
+step "firmware size for every board"
 firmware/size-report.sh
 
 printf '\nall tests passed\n'

@@ -10,7 +10,13 @@ use microgpt_core::{
     Config, Decoder, Error, PyRandom, SHIPPED, Sampling, Scalar, WeightFile, generate, with_config,
 };
 
-mod board;
+mod cortex_m;
+
+/// What differs between boards: `boards/<board>/board.rs` of the board being built,
+/// chosen by its cargo feature (see build.rs).
+mod board {
+    include!(env!("MICROGPT_BOARD_RS"));
+}
 
 /// Bytes aligned for a zero-copy read of the `f32` weights.
 #[repr(C, align(4))]
@@ -81,7 +87,7 @@ fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
     let mut rng = PyRandom::new(SEED);
     let mut name = heapless::String::<64>::new();
     let mut tokens = 0u64;
-    let clock = board::Clock::start();
+    let clock = cortex_m::Clock::start();
     for i in 0..COUNT {
         name.clear();
         generate::<C, f32, Scalar, _, _>(
@@ -101,9 +107,9 @@ fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
         "generated {=usize} names, {=u64} tokens, {=u64} {=str} per token",
         COUNT,
         tokens,
-        board::per_token(ticks, tokens),
+        cortex_m::per_token(ticks, tokens),
         board::UNIT
     );
-    defmt::println!("stack used: {=usize} bytes", board::stack_used());
+    defmt::println!("stack used: {=usize} bytes", cortex_m::stack_used());
     Ok(())
 }

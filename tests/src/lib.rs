@@ -95,66 +95,85 @@ fn available(missing: Vec<&str>, what: &str, required: &str) -> bool {
     false
 }
 
-/// Which firmware to build.
-pub enum Board {
-    /// QEMU's mps2-an386, with the given weight file (the shipped one when `None`).
-    Qemu(Option<PathBuf>),
-    /// QEMU's mps2-an386 with a weight file embedded as it is, unchecked by the build, to
-    /// test the check the firmware makes at boot.
-    QemuUnchecked(PathBuf),
-    /// The nRF52840-DK.
-    Nrf52840dk,
+/// The boards of `firmware/boards/` that QEMU runs; each one's folder is named after
+/// its QEMU machine.
+pub const QEMU_BOARDS: [&str; 2] = ["mps2-an386", "microbit"];
+
+/// A firmware to build: the board (a folder of `firmware/boards/`) and the weights.
+pub struct Firmware<'a> {
+    /// The board.
+    pub board: &'a str,
+    /// The weight file to embed; the shipped micro weights when `None`.
+    pub weights: Option<PathBuf>,
+    /// Embed the weights as they are, unchecked by the build, to test the check the
+    /// firmware makes at boot.
+    pub unchecked: bool,
 }
 
-/// Runs the firmware's build for `board` and returns cargo's output and the ELF's path.
-/// Builds are serialized: they share one target directory.
-pub fn try_build_firmware(board: &Board) -> (Output, PathBuf) {
+impl<'a> Firmware<'a> {
+    /// `board` with the shipped weights.
+    pub fn new(board: &'a str) -> Self {
+        Firmware {
+            board,
+            weights: None,
+            unchecked: false,
+        }
+    }
+
+    /// The same with another weight file.
+    pub fn weights(self, weights: &Path) -> Self {
+        Firmware {
+            weights: Some(weights.to_owned()),
+            ..self
+        }
+    }
+}
+
+/// Runs `firmware/board.sh BOARD build` and returns its output and the ELF's path.
+/// Builds are serialized: a board's builds share its target directory.
+pub fn try_build_firmware(fw: &Firmware<'_>) -> (Output, PathBuf) {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let firmware = root().join("firmware");
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(&firmware)
+    let mut cmd = Command::new(firmware.join("board.sh"));
+    cmd.args([fw.board, "build", "--quiet"])
+        .current_dir(&firmware)
         .env_remove("MICROGPT_WEIGHTS")
         .env_remove("MICROGPT_UNCHECKED_WEIGHTS");
-    let elf = match board {
-        Board::Qemu(weights) => {
-            cmd.args(["build", "--release", "--quiet"]);
-            if let Some(w) = weights {
-                cmd.env("MICROGPT_WEIGHTS", w);
-            }
-            "target/thumbv7em-none-eabihf/release/microgpt-firmware"
-        }
-        Board::QemuUnchecked(weights) => {
-            cmd.args(["build", "--release", "--quiet"])
-                .env("MICROGPT_WEIGHTS", weights)
-                .env("MICROGPT_UNCHECKED_WEIGHTS", "1");
-            "target/thumbv7em-none-eabihf/release/microgpt-firmware"
-        }
-        Board::Nrf52840dk => {
-            cmd.args(["build-nrf", "--quiet"]);
-            "target/nrf52840dk/thumbv7em-none-eabihf/release/microgpt-firmware"
-        }
-    };
-    (cmd.output().expect("cargo runs"), firmware.join(elf))
+    if let Some(w) = &fw.weights {
+        cmd.env("MICROGPT_WEIGHTS", w);
+    }
+    if fw.unchecked {
+        cmd.env("MICROGPT_UNCHECKED_WEIGHTS", "1");
+    }
+    let out = cmd.output().expect("firmware/board.sh runs");
+    let elf = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(|l| firmware.join(l.trim()))
+        .unwrap_or_default();
+    (out, elf)
 }
 
 /// Builds the firmware and returns a copy of its ELF in `dir`.
-pub fn build_firmware(board: Board, dir: &Path) -> PathBuf {
-    let (out, elf) = try_build_firmware(&board);
+pub fn build_firmware(fw: &Firmware<'_>, dir: &Path) -> PathBuf {
+    let (out, elf) = try_build_firmware(fw);
     assert!(
         out.status.success(),
-        "building the firmware failed: {}",
+        "building the firmware for {} failed: {}",
+        fw.board,
         String::from_utf8_lossy(&out.stderr)
     );
-    let copy = dir.join("microgpt-firmware.elf");
+    let copy = dir.join(format!("microgpt-firmware-{}.elf", fw.board));
     std::fs::copy(elf, &copy).unwrap();
     copy
 }
 
-/// Runs a QEMU firmware ELF through the firmware's cargo runner (QEMU piped into
+/// Runs a firmware ELF of a QEMU board through the firmware's runner (QEMU piped into
 /// defmt-print).
-pub fn run_in_qemu(elf: &Path) -> Output {
+pub fn run_in_qemu(board: &str, elf: &Path) -> Output {
     Command::new(root().join("firmware/qemu-run.sh"))
+        .arg(board)
         .arg(elf)
         .output()
         .expect("the runner starts")

@@ -5,24 +5,27 @@ use std::path::Path;
 use std::process::Command;
 
 use microgpt_tests::{
-    Board, build_firmware, microgpt, odd_weights, qemu_available, root, run_in_qemu, text_lines,
-    try_build_firmware,
+    Firmware, QEMU_BOARDS, build_firmware, microgpt, odd_weights, qemu_available, root,
+    run_in_qemu, text_lines, try_build_firmware,
 };
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Builds the QEMU firmware with `weights` (the shipped micro weights when `None`), runs
-/// it, and checks that its names are the host's for the same weights and seed.
-fn firmware_names_equal_host_names(weights: Option<&Path>) {
+/// Builds the firmware of a QEMU board with `weights` (the shipped micro weights when
+/// `None`), runs it, and checks that its names are the host's for the same weights and
+/// seed.
+fn firmware_names_equal_host_names(board: &str, weights: Option<&Path>) {
     if !qemu_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let elf = build_firmware(Board::Qemu(weights.map(Path::to_owned)), dir.path());
+    let mut fw = Firmware::new(board);
+    fw.weights = weights.map(Path::to_owned);
+    let elf = build_firmware(&fw, dir.path());
     let started = std::time::Instant::now();
-    let out = run_in_qemu(&elf);
+    let out = run_in_qemu(board, &elf);
     let log = text(&out.stdout);
     assert!(
         out.status.success(),
@@ -58,18 +61,27 @@ fn firmware_names_equal_host_names(weights: Option<&Path>) {
         .and_then(|s| s.split(' ').next()?.parse().ok())
         .expect("instructions per token");
     assert!(per_token > 1_000, "{summary}");
-    eprintln!("{file}: {summary}");
+    let stack = log
+        .lines()
+        .find_map(|l| l.strip_prefix("stack used: "))
+        .expect("the stack's high-water mark");
+    eprintln!("{board}, {file}: {summary}; stack {stack}");
 }
 
+/// microgpt's model on every QEMU board: the Cortex-M4F with its FPU, and the Cortex-M0,
+/// whose soft-float rounds as the host does.
 #[test]
 fn firmware_names_equal_host_names_micro() {
-    firmware_names_equal_host_names(None);
+    for board in QEMU_BOARDS {
+        firmware_names_equal_host_names(board, None);
+    }
 }
 
-/// The 201,088-parameter makemore model fits the chip too: 786 KB of weights in flash.
+/// The 201,088-parameter makemore model fits the nRF52840's flash too: 786 KB of
+/// weights (the micro:bit's 256 KB do not hold them).
 #[test]
 fn firmware_names_equal_host_names_makemore() {
-    firmware_names_equal_host_names(Some(&root().join("data/makemore.bin")));
+    firmware_names_equal_host_names("mps2-an386", Some(&root().join("data/makemore.bin")));
 }
 
 /// A model of another shipped shape, with a larger vocabulary than microgpt's (29
@@ -99,7 +111,7 @@ fn firmware_names_equal_host_names_lines_of_text() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    firmware_names_equal_host_names(Some(&dir.path().join("lines.bin")));
+    firmware_names_equal_host_names("mps2-an386", Some(&dir.path().join("lines.bin")));
 }
 
 /// Weights of a shape the firmware was not built for: refused at boot, by name, never
@@ -112,8 +124,8 @@ fn firmware_refuses_a_shape_it_was_not_built_for() {
     let dir = tempfile::tempdir().unwrap();
     let odd = dir.path().join("odd.bin");
     fs::write(&odd, odd_weights()).unwrap();
-    let elf = build_firmware(Board::Qemu(Some(odd)), dir.path());
-    let out = run_in_qemu(&elf);
+    let elf = build_firmware(&Firmware::new("mps2-an386").weights(&odd), dir.path());
+    let out = run_in_qemu("mps2-an386", &elf);
     let log = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(
@@ -136,7 +148,7 @@ fn firmware_refuses_corrupt_weights() {
     let corrupt = dir.path().join("corrupt.bin");
     fs::write(&corrupt, &weights).unwrap();
     // The build refuses it, in one line that says what to do...
-    let (build, _) = try_build_firmware(&Board::Qemu(Some(corrupt.clone())));
+    let (build, _) = try_build_firmware(&Firmware::new("mps2-an386").weights(&corrupt));
     let err = text(&build.stderr);
     assert!(!build.status.success());
     assert!(
@@ -145,7 +157,8 @@ fn firmware_refuses_corrupt_weights() {
             && !err.contains("panicked"),
         "{err}"
     );
-    let (build, _) = try_build_firmware(&Board::Qemu(Some(dir.path().join("missing.bin"))));
+    let missing = Firmware::new("mps2-an386").weights(&dir.path().join("missing.bin"));
+    let (build, _) = try_build_firmware(&missing);
     let err = text(&build.stderr);
     assert!(
         !build.status.success()
@@ -153,20 +166,30 @@ fn firmware_refuses_corrupt_weights() {
             && !err.contains("panicked"),
         "{err}"
     );
-    // ...and so does the firmware at boot, should flash be damaged after the build.
-    let elf = build_firmware(Board::QemuUnchecked(corrupt), dir.path());
-    let out = run_in_qemu(&elf);
-    let log = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "the firmware must fail on corrupt weights: {log}"
-    );
-    assert!(
-        log.contains("the flashed weights are invalid: ChecksumMismatch"),
-        "{log}"
-    );
-    assert!(!log.contains("name 1:"), "no names from bad weights: {log}");
+    // ...and so does the firmware at boot on every QEMU board, should flash be damaged
+    // after the build.
+    for board in QEMU_BOARDS {
+        let fw = Firmware {
+            unchecked: true,
+            ..Firmware::new(board).weights(&corrupt)
+        };
+        let elf = build_firmware(&fw, dir.path());
+        let out = run_in_qemu(board, &elf);
+        let log = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{board}: the firmware must fail on corrupt weights: {log}"
+        );
+        assert!(
+            log.contains("the flashed weights are invalid: ChecksumMismatch"),
+            "{board}: {log}"
+        );
+        assert!(
+            !log.contains("name 1:"),
+            "{board}: no names from bad weights: {log}"
+        );
+    }
 }
 
 /// text + data in flash, data + bss in RAM, from the ELF.
@@ -188,18 +211,45 @@ fn sizes(elf: &std::path::Path) -> (u64, u64) {
     (n[0] + n[1], n[1] + n[2])
 }
 
+/// The sizes a board's `memory.x` gives its FLASH and RAM regions, in bytes.
+fn memory_of(board: &str) -> (u64, u64) {
+    let map =
+        fs::read_to_string(root().join("firmware/boards").join(board).join("memory.x")).unwrap();
+    let length = |region: &str| -> u64 {
+        map.lines()
+            .find(|l| l.trim_start().starts_with(region))
+            .and_then(|l| {
+                l.split("LENGTH = ")
+                    .nth(1)?
+                    .trim()
+                    .strip_suffix('K')?
+                    .parse()
+                    .ok()
+            })
+            .map(|k: u64| k * 1024)
+            .unwrap_or_else(|| panic!("{board}'s memory.x gives {region} a length"))
+    };
+    (length("FLASH"), length("RAM"))
+}
+
+/// Every board of firmware/boards builds, with the shipped weights in its image, and
+/// fits its chip.
 #[test]
-fn both_boards_fit_the_nrf52840() {
+fn every_board_fits_its_chip() {
     let dir = tempfile::tempdir().unwrap();
-    for board in [Board::Nrf52840dk, Board::Qemu(None)] {
-        let elf = build_firmware(board, dir.path());
+    let boards = fs::read_dir(root().join("firmware/boards")).unwrap();
+    let mut built = 0;
+    for board in boards {
+        let board = board.unwrap().file_name().into_string().unwrap();
+        let elf = build_firmware(&Firmware::new(&board), dir.path());
         let (flash, ram) = sizes(&elf);
+        let (flash_max, ram_max) = memory_of(&board);
         eprintln!(
-            "{}: {flash} bytes of flash, {ram} bytes of static RAM",
-            elf.display()
+            "{board}: {flash} bytes of flash of {flash_max}, {ram} bytes of static RAM of {ram_max}"
         );
-        assert!(flash <= 1024 * 1024 && ram <= 256 * 1024);
-        // The shipped weights are in the image.
+        assert!(flash <= flash_max && ram <= ram_max, "{board}");
         assert!(flash > fs::metadata(root().join("data/micro.bin")).unwrap().len());
+        built += 1;
     }
+    assert!(built >= 3, "mps2-an386, microbit and nrf52840dk at least");
 }

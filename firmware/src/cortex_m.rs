@@ -1,5 +1,7 @@
-//! What differs between boards: the defmt transport, the panic handler, how the
-//! program ends, and what the SysTick timer counts.
+//! What every Cortex-M board shares: a SysTick clock, the stack's high-water mark, and
+//! the semihosting exit of the QEMU boards. What differs between boards (the defmt
+//! transport, the panic handler, how the program ends, what a tick is worth) is in
+//! `boards/<board>/board.rs`.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -7,49 +9,20 @@ use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::exception;
 
-#[cfg(all(feature = "qemu", feature = "nrf52840dk"))]
-compile_error!("choose one board: the features `qemu` and `nrf52840dk` exclude each other");
-#[cfg(not(any(feature = "qemu", feature = "nrf52840dk")))]
-compile_error!("choose a board: build with the feature `qemu` or `nrf52840dk`");
-
-#[cfg(feature = "qemu")]
-use {defmt_semihosting as _, panic_semihosting as _};
-
-#[cfg(feature = "nrf52840dk")]
-use {defmt_rtt as _, panic_probe as _};
-
-/// What one SysTick tick is worth. QEMU's SysTick runs at 25 MHz, and under
-/// `-icount shift=0` each instruction takes 1 ns, so a tick is 40 instructions. On the
-/// nRF52840 the core clock drives SysTick: a tick is a cycle.
-#[cfg(feature = "qemu")]
-pub const UNIT: &str = "instructions";
-#[cfg(feature = "qemu")]
-const PER_TICK: u64 = 40;
-#[cfg(feature = "nrf52840dk")]
-pub const UNIT: &str = "cycles";
-#[cfg(feature = "nrf52840dk")]
-const PER_TICK: u64 = 1;
-
-/// `ticks` converted to [`UNIT`]s per token.
+/// `ticks` of [`Clock`] converted to the board's units per token.
 pub fn per_token(ticks: u64, tokens: u64) -> u64 {
-    ticks * PER_TICK / tokens.max(1)
+    let (num, den) = crate::board::PER_TICK;
+    ticks * num / den / tokens.max(1)
 }
 
-/// Ends the program: the exit status reaches QEMU's caller.
-#[cfg(feature = "qemu")]
-pub fn exit(ok: bool) -> ! {
+/// Ends the program on a QEMU board: the exit status (semihosting) reaches QEMU's
+/// caller.
+#[cfg(feature = "semihosting")]
+pub fn semihosting_exit(ok: bool) -> ! {
     use cortex_m_semihosting::debug::{EXIT_FAILURE, EXIT_SUCCESS, exit};
     exit(if ok { EXIT_SUCCESS } else { EXIT_FAILURE });
     loop {
         cortex_m::asm::wfi();
-    }
-}
-
-/// Ends the program: a breakpoint, which ends `probe-rs run`; the board then halts.
-#[cfg(feature = "nrf52840dk")]
-pub fn exit(_ok: bool) -> ! {
-    loop {
-        cortex_m::asm::bkpt();
     }
 }
 
@@ -58,7 +31,9 @@ static WRAPS: AtomicU32 = AtomicU32::new(0);
 
 #[exception]
 fn SysTick() {
-    WRAPS.fetch_add(1, Ordering::Relaxed);
+    // Only this handler writes it, so a load and a store are enough (the M0 has no
+    // atomic read-modify-write).
+    WRAPS.store(WRAPS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 /// SysTick counting core clock ticks, with its 24-bit wraps counted in software.
