@@ -42,6 +42,10 @@ fn main() {
     );
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-link-arg=--nmagic");
+    // cortex-m-rt's link.x includes memory.x itself; riscv-rt's needs it given first.
+    if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("riscv32") {
+        println!("cargo:rustc-link-arg=-Tmemory.x");
+    }
     println!("cargo:rustc-link-arg=-Tlink.x");
     println!("cargo:rustc-link-arg=-Tdefmt.x");
 

@@ -9,6 +9,8 @@ for dir in boards/*/; do
   board=$(basename "$dir")
   elf=$(./board.sh "$board" build --quiet | tail -n 1)
   read -r text data bss _ < <(size "$elf" | tail -n 1)
+  # Static RAM by section: riscv-rt's stack region counts as bss in the summary.
+  bss=$(size -A "$elf" | awk '$1 == ".bss" || $1 == ".uninit" || $1 == ".heap" { n += $2 } END { print n + 0 }')
   flash=$((text + data)); ram=$((data + bss))
   flash_max=$(sed -n 's/.*FLASH.*LENGTH = \([0-9]*\)K.*/\1/p' "$dir/memory.x")
   awk -v b="$board" -v t="$text" -v d="$data" -v s="$bss" -v f="$flash" -v r="$ram" -v m="$flash_max" \

@@ -25,11 +25,11 @@ apt_install() { as_root apt-get install -y -qq --no-install-recommends --no-remo
 # through a private source list so that the system's apt configuration is untouched.
 install_qemu() {
   as_root apt-get update -qq
-  apt_install qemu-system-arm && return
+  apt_install qemu-system-arm qemu-system-misc && return
   local utils
   utils=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
   if [[ $utils == *bpo12* ]]; then
-    echo "qemu-system-arm from bookworm would remove qemu-utils $utils; taking QEMU from bookworm-backports, as qemu-utils"
+    echo "QEMU from bookworm would remove qemu-utils $utils; taking QEMU from bookworm-backports, as qemu-utils"
     local dir
     dir=$(mktemp -d)
     chmod 755 "$dir" # apt reads the lists as its own user, _apt
@@ -43,20 +43,20 @@ install_qemu() {
     local private=(-o "Dir::Etc::SourceParts=$dir" -o "Dir::State::Lists=$dir/lists")
     as_root apt-get "${private[@]}" update -qq &&
       as_root apt-get "${private[@]}" install -y -qq --no-install-recommends --no-remove \
-        -t bookworm-backports qemu-system-arm && return
+        -t bookworm-backports qemu-system-arm qemu-system-misc && return
   fi
   cat >&2 <<'MSG'
-error: qemu-system-arm cannot be installed without removing an installed package
+error: QEMU (qemu-system-arm, qemu-system-misc) cannot be installed without removing an installed package
 (apt-get's reasons are above), and this script never removes one. Install QEMU 7.2 or
-later with the mps2-an386 machine yourself (for example from the suite that your
+later with the mps2-an386, microbit and riscv32 virt machines yourself (for example from the suite that your
 conflicting package came from), or remove that package if you do not need it, then run
 tests/run-all.sh again.
 MSG
   exit 1
 }
 
-step "QEMU and defmt-print, for the firmware tests"
-command -v qemu-system-arm >/dev/null || install_qemu
+step "QEMU (Arm and RISC-V) and defmt-print, for the firmware tests"
+command -v qemu-system-arm >/dev/null && command -v qemu-system-riscv32 >/dev/null || install_qemu
 command -v defmt-print >/dev/null || cargo install defmt-print --locked
 
 step "the page: the wasm32 target, Debian's chromium and playwright-core, for its test in headless Chromium"

@@ -1,16 +1,19 @@
-//! microgpt on a Cortex-M: validates the weights flashed with the firmware, generates
-//! names from them with the core's scalar kernels and Python's random generator, and
-//! logs each with defmt. `microgpt sample --weights W --seed S --count N` on a host
-//! prints the very same names.
+//! microgpt on a microcontroller (Cortex-M or RISC-V): validates the weights flashed
+//! with the firmware, generates names from them with the core's scalar kernels and
+//! Python's random generator, and logs each with defmt. `microgpt sample --weights W
+//! --seed S --count N` on a host prints the very same names.
 #![no_std]
 #![no_main]
 
-use cortex_m_rt::entry;
 use microgpt_core::{
     Config, Decoder, Error, PyRandom, SHIPPED, Sampling, Scalar, WeightFile, generate, with_config,
 };
 
-mod cortex_m;
+/// What the boards of one architecture share: a clock, the stack meter, and the
+/// semihosting exit of the QEMU boards.
+#[cfg_attr(target_arch = "arm", path = "arch/cortex_m.rs")]
+#[cfg_attr(target_arch = "riscv32", path = "arch/riscv.rs")]
+mod arch;
 
 /// What differs between boards: `boards/<board>/board.rs` of the board being built,
 /// chosen by its cargo feature (see build.rs).
@@ -27,8 +30,10 @@ include!(concat!(env!("OUT_DIR"), "/build_config.rs"));
 /// microgpt's sampling temperature.
 const TEMPERATURE: f32 = 0.5;
 
-#[entry]
+#[cfg_attr(target_arch = "arm", cortex_m_rt::entry)]
+#[cfg_attr(target_arch = "riscv32", riscv_rt::entry)]
 fn main() -> ! {
+    arch::paint_stack();
     let ok = match run() {
         Ok(()) => true,
         Err(e) => {
@@ -87,7 +92,7 @@ fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
     let mut rng = PyRandom::new(SEED);
     let mut name = heapless::String::<64>::new();
     let mut tokens = 0u64;
-    let clock = cortex_m::Clock::start();
+    let clock = arch::Clock::start();
     for i in 0..COUNT {
         name.clear();
         generate::<C, f32, Scalar, _, _>(
@@ -107,9 +112,15 @@ fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
         "generated {=usize} names, {=u64} tokens, {=u64} {=str} per token",
         COUNT,
         tokens,
-        cortex_m::per_token(ticks, tokens),
+        per_token(ticks, tokens),
         board::UNIT
     );
-    defmt::println!("stack used: {=usize} bytes", cortex_m::stack_used());
+    defmt::println!("stack used: {=usize} bytes", arch::stack_used());
     Ok(())
+}
+
+/// `ticks` of the clock converted to the board's units per token.
+fn per_token(ticks: u64, tokens: u64) -> u64 {
+    let (num, den) = board::PER_TICK;
+    ticks * num / den / tokens.max(1)
 }

@@ -95,9 +95,8 @@ fn available(missing: Vec<&str>, what: &str, required: &str) -> bool {
     false
 }
 
-/// The boards of `firmware/boards/` that QEMU runs; each one's folder is named after
-/// its QEMU machine.
-pub const QEMU_BOARDS: [&str; 2] = ["mps2-an386", "microbit"];
+/// The boards of `firmware/boards/` that QEMU runs: Cortex-M4F, Cortex-M0 and RISC-V.
+pub const QEMU_BOARDS: [&str; 3] = ["mps2-an386", "microbit", "riscv-virt"];
 
 /// A firmware to build: the board (a folder of `firmware/boards/`) and the weights.
 pub struct Firmware<'a> {
@@ -169,12 +168,22 @@ pub fn build_firmware(fw: &Firmware<'_>, dir: &Path) -> PathBuf {
     copy
 }
 
-/// Runs a firmware ELF of a QEMU board through the firmware's runner (QEMU piped into
-/// defmt-print).
+/// Runs a firmware ELF of a QEMU board with the runner its `board.env` gives cargo
+/// (QEMU piped into defmt-print).
 pub fn run_in_qemu(board: &str, elf: &Path) -> Output {
-    Command::new(root().join("firmware/qemu-run.sh"))
-        .arg(board)
+    let firmware = root().join("firmware");
+    let env = std::fs::read_to_string(firmware.join("boards").join(board).join("board.env"))
+        .expect("the board has a board.env");
+    let runner = env
+        .lines()
+        .find_map(|l| l.strip_prefix("RUNNER="))
+        .map(|r| r.trim_matches('"').to_owned())
+        .expect("board.env names its RUNNER");
+    let mut words = runner.split_whitespace();
+    Command::new(firmware.join(words.next().expect("a runner")))
+        .args(words)
         .arg(elf)
+        .current_dir(&firmware)
         .output()
         .expect("the runner starts")
 }

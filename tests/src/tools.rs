@@ -10,9 +10,9 @@ fn found(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The tools among QEMU and defmt-print that are not on the `PATH`.
+/// The tools among QEMU (Arm and RISC-V) and defmt-print that are not on the `PATH`.
 pub fn missing_firmware_tools() -> Vec<&'static str> {
-    ["qemu-system-arm", "defmt-print"]
+    ["qemu-system-arm", "qemu-system-riscv32", "defmt-print"]
         .into_iter()
         .filter(|t| !found(t))
         .collect()

@@ -3,7 +3,7 @@
 
 use {defmt_semihosting as _, panic_semihosting as _};
 
-pub use crate::cortex_m::semihosting_exit as exit;
+pub use crate::arch::semihosting_exit as exit;
 
 /// What the clock's ticks are converted to.
 pub const UNIT: &str = "instructions";

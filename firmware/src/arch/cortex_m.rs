@@ -1,5 +1,5 @@
 //! What every Cortex-M board shares: a SysTick clock, the stack's high-water mark, and
-//! the semihosting exit of the QEMU boards. What differs between boards (the defmt
+//! the semihosting exit of the QEMU boards (the `arch` module on Cortex-M). What differs between boards (the defmt
 //! transport, the panic handler, how the program ends, what a tick is worth) is in
 //! `boards/<board>/board.rs`.
 
@@ -9,11 +9,8 @@ use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::exception;
 
-/// `ticks` of [`Clock`] converted to the board's units per token.
-pub fn per_token(ticks: u64, tokens: u64) -> u64 {
-    let (num, den) = crate::board::PER_TICK;
-    ticks * num / den / tokens.max(1)
-}
+/// Nothing to do: cortex-m-rt paints the stack at reset (its `paint-stack` feature).
+pub fn paint_stack() {}
 
 /// Ends the program on a QEMU board: the exit status (semihosting) reaches QEMU's
 /// caller.
