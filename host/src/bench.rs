@@ -17,7 +17,7 @@ use microgpt_core::{
 use crate::dataset::{Dataset, split};
 use crate::parallel::ParallelTrainer;
 use crate::simd::Simd;
-use crate::training::{CheckpointPolicy, CheckpointRef, write_checkpoint};
+use crate::training::{Checkpoint, CheckpointPolicy, write_checkpoint};
 
 /// What to measure.
 pub struct BenchOptions {
@@ -209,12 +209,12 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         ("makemore", Makemore::DIMS.num_params(), makemore_step_secs),
     ] {
         let zeros = vec![0f32; n];
-        let state = CheckpointRef {
+        let state = Checkpoint {
             step: 1,
             adam_steps: 1,
-            params: &zeros,
-            m: &zeros,
-            v: &zeros,
+            params: &zeros[..],
+            m: &zeros[..],
+            v: &zeros[..],
         };
         let path = dir.path().join("bench.ckpt");
         let secs = median_of(r, || {

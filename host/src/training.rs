@@ -363,7 +363,7 @@ fn save_checkpoint<C: Config>(
 ) -> Result<()> {
     let (params, adam) = (trainer.params().as_slice(), trainer.adam());
     let (m, v) = adam.moments(params.len());
-    let state = CheckpointRef {
+    let state = Checkpoint {
         step,
         adam_steps: adam.steps(),
         params,
@@ -373,25 +373,26 @@ fn save_checkpoint<C: Config>(
     write_checkpoint(path, &state, &run_identity::<C>(vocab, opts, train_docs))
 }
 
-/// The state a checkpoint holds, borrowed from a trainer.
-pub struct CheckpointRef<'a> {
+/// The state a checkpoint holds: owned (`Vec<f32>`) when read, borrowed (`&[f32]`)
+/// from a trainer when written.
+pub struct Checkpoint<V> {
     /// Steps done.
     pub step: usize,
     /// Adam's update count.
     pub adam_steps: u32,
     /// The weights, flat.
-    pub params: &'a [f32],
+    pub params: V,
     /// Adam's first moment.
-    pub m: &'a [f32],
+    pub m: V,
     /// Adam's second moment.
-    pub v: &'a [f32],
+    pub v: V,
 }
 
 /// Writes a checkpoint atomically, as safetensors, with `identity` in its metadata for
 /// [`read_checkpoint`] to check.
 pub fn write_checkpoint(
     path: &Path,
-    state: &CheckpointRef<'_>,
+    state: &Checkpoint<&[f32]>,
     identity: &[(&str, String)],
 ) -> Result<()> {
     fn view(x: &[f32]) -> Result<TensorView<'_>, safetensors::SafeTensorError> {
@@ -411,20 +412,6 @@ pub fn write_checkpoint(
     meta.insert("adam_steps".into(), state.adam_steps.to_string());
     let bytes = safetensors::serialize(tensors, Some(meta))?;
     write_atomic(path, &bytes)
-}
-
-/// The state a checkpoint holds.
-pub struct Checkpoint {
-    /// Steps done.
-    pub step: usize,
-    /// Adam's update count.
-    pub adam_steps: u32,
-    /// The weights, flat.
-    pub params: Vec<f32>,
-    /// Adam's first moment.
-    pub m: Vec<f32>,
-    /// Adam's second moment.
-    pub v: Vec<f32>,
 }
 
 /// Restores a checkpoint written by the same kind of run; returns its step.
@@ -452,7 +439,7 @@ pub fn read_checkpoint(
     path: &Path,
     identity: &[(&str, String)],
     n: usize,
-) -> Result<Checkpoint> {
+) -> Result<Checkpoint<Vec<f32>>> {
     let bad = |what: &str| anyhow::anyhow!("{} is not a usable checkpoint: {what}", path.display());
     let st = SafeTensors::deserialize(bytes).map_err(|e| bad(&e.to_string()))?;
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(&e.to_string()))?;
