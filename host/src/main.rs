@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
-use microgpt::simd::Simd;
+use microgpt::simd::{Exact, Simd};
 use microgpt_core::{
     AdamConfig, Config, Decoder, Dims, Kernels, PyRandom, Sampling, Scalar, Schedule, Transposed,
     Vocab, Weights, generate, preset, presets, with_config,
@@ -346,7 +346,7 @@ fn loss_text(loss: Option<f64>) -> String {
     loss.map_or_else(|| "n/a".to_owned(), |l| format!("{l:.4}"))
 }
 
-/// Writes `count` names to stdout with the kernels `K` (the scalar ones give the
+/// Writes `count` names to stdout with the kernels `K` (`Scalar` and `Exact` give the
 /// firmware's bits). With `known`, each name is followed by a tab and `new` or
 /// `in train`, as makemore marks them, and a count goes to stderr.
 fn print_names<C: Config, K: Kernels<f32>>(
@@ -539,29 +539,15 @@ fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) 
         .map(|d| d.docs.iter().map(String::as_str).collect());
     let mut rng = PyRandom::new(a.seed);
     let (vocab, count, prefix) = (file.vocab(), a.count, a.prefix.as_str());
+    // Both kernel sets read the transposed weights.
+    let mut t: Box<Transposed<C>> = bytemuck::zeroed_box();
+    t.refresh::<Simd>(&w);
+    let w = w.with_transposed(&t)?;
+    let known = known.as_ref();
     if a.fast {
-        let mut t: Box<Transposed<C>> = bytemuck::zeroed_box();
-        t.refresh::<Simd>(&w);
-        let w = w.with_transposed(&t)?;
-        print_names::<C, Simd>(
-            &w,
-            vocab,
-            &mut rng,
-            count,
-            &sampling,
-            prefix,
-            known.as_ref(),
-        )
+        print_names::<C, Simd>(&w, vocab, &mut rng, count, &sampling, prefix, known)
     } else {
-        print_names::<C, Scalar>(
-            &w,
-            vocab,
-            &mut rng,
-            count,
-            &sampling,
-            prefix,
-            known.as_ref(),
-        )
+        print_names::<C, Exact>(&w, vocab, &mut rng, count, &sampling, prefix, known)
     }
 }
 

@@ -3,8 +3,9 @@
 //! `wide` picks its instructions at compile time: with `target-cpu=native` (set in
 //! `.cargo/config.toml`) an `f32x8` is one AVX register and `mul_add` is a fused
 //! multiply-add, whose rounding differs from the scalar kernels in the last bits. So
-//! these kernels serve training and the fast sampler, while `microgpt sample` keeps the
-//! core's `Scalar` kernels, which match the firmware bit for bit.
+//! these kernels serve training and the fast sampler. [`Exact`] gives the core's
+//! `Scalar` kernels' very bits, which the firmware has, with vector products that never
+//! fuse: `microgpt sample` uses it.
 //!
 //! Every matrix product is one register-blocked kernel, [`gemm`], that accumulates
 //! `out[a, :] += Σ_k coef(a, k) · vecs[k, :]` over rows of 8 lanes: the forward product
@@ -494,6 +495,56 @@ impl Kernels<f32> for Simd {
     }
 }
 
+/// The core's [`Scalar`] kernels to the bit, with the matrix-vector product 8 rows at
+/// a time: lane `r` of a vector sums row `r` from left to right from zero, with a
+/// multiply and an add (never a fused multiply-add), exactly as [`Scalar`]'s `dot`
+/// does, so every output has the same bits. It reads the transposed weights
+/// ([`Matrix::t`]), so that the 8 rows' weights of one input are 8 neighbours. Sampling
+/// with it prints the firmware's names, only faster.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Exact;
+
+impl Kernels<f32> for Exact {
+    const PREFERS_TRANSPOSED: bool = true;
+
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        <Scalar as Kernels<f32>>::dot(a, b)
+    }
+
+    fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+        <Scalar as Kernels<f32>>::axpy(alpha, x, y)
+    }
+
+    fn softmax(x: &mut [f32]) {
+        <Scalar as Kernels<f32>>::softmax(x)
+    }
+
+    fn rmsnorm(out: &mut [f32], x: &[f32]) -> f32 {
+        <Scalar as Kernels<f32>>::rmsnorm(out, x)
+    }
+
+    fn matvec(out: &mut [f32], m: Matrix<'_, f32>, x: &[f32]) {
+        let Some(t) = m.t else {
+            return <Scalar as Kernels<f32>>::matvec(out, m, x);
+        };
+        let (rows, n) = (m.rows().min(out.len()), m.cols.min(x.len()));
+        let blocked = rows - rows % 8;
+        for r in (0..blocked).step_by(8) {
+            let mut acc = f32x8::ZERO;
+            for (k, &xk) in x[..n].iter().enumerate() {
+                acc += load(&t[k * m.rows() + r..]) * f32x8::splat(xk);
+            }
+            out[r..r + 8].copy_from_slice(acc.as_array());
+        }
+        for (o, row) in out[blocked..rows]
+            .iter_mut()
+            .zip(m.w.chunks_exact(m.cols).skip(blocked))
+        {
+            *o = <Scalar as Kernels<f32>>::dot(row, x);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +567,82 @@ mod tests {
         (0..rows * cols)
             .map(|i| w[(i % rows) * cols + i / rows])
             .collect()
+    }
+
+    /// [`Exact`] is [`Scalar`] to the bit, for every shape of product the models have
+    /// and for rows that do not fill a vector.
+    #[test]
+    fn exact_products_are_the_scalar_bits() {
+        let mut rng = PyRandom::new(11);
+        for (rows, cols) in [
+            (16, 16),
+            (64, 16),
+            (16, 64),
+            (27, 16),
+            (256, 64),
+            (3, 5),
+            (9, 32),
+        ] {
+            let w = random(&mut rng, rows * cols);
+            let x = random(&mut rng, cols);
+            let t = transpose(&w, cols);
+            let (mut want, mut got) = (vec![0.0; rows], vec![0.0; rows]);
+            <Scalar as Kernels<f32>>::matvec(&mut want, Matrix::new(&w, cols), &x);
+            let m = Matrix {
+                w: &w,
+                t: Some(&t),
+                cols,
+            };
+            Exact::matvec(&mut got, m, &x);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{rows} x {cols}");
+        }
+    }
+
+    /// Names drawn with [`Exact`] are the names of [`Scalar`], the firmware's kernels,
+    /// for both model sizes and many seeds.
+    #[test]
+    fn exact_sampling_draws_the_scalar_names() {
+        fn names<C: Config, K: Kernels<f32>>(
+            w: &microgpt_core::Weights<'_, C>,
+            vocab: &Vocab,
+        ) -> Vec<String> {
+            let mut decoder: Box<microgpt_core::Decoder<C>> = bytemuck::zeroed_box();
+            let sampling = microgpt_core::Sampling::new(0.8);
+            (0..40)
+                .map(|seed| {
+                    let (mut rng, mut name) = (PyRandom::new(seed), String::new());
+                    microgpt_core::generate::<C, f32, K, _, _>(
+                        &mut decoder,
+                        w,
+                        vocab,
+                        &mut rng,
+                        &sampling,
+                        "",
+                        &mut name,
+                    )
+                    .unwrap();
+                    name
+                })
+                .collect()
+        }
+        fn agree<C: Config>() {
+            let vocab = Vocab::from_chars("abcdefghijklmnopqrstuvwxyz".chars()).unwrap();
+            let mut p: Box<Params<C>> = bytemuck::zeroed_box();
+            p.init(vocab.len(), &mut PyRandom::new(7)).unwrap();
+            let w = p.weights();
+            let mut t: Box<Transposed<C>> = bytemuck::zeroed_box();
+            t.refresh::<Simd>(&w);
+            let wt = w.with_transposed(&t).unwrap();
+            assert_eq!(
+                names::<C, Exact>(&wt, &vocab),
+                names::<C, Scalar>(&w, &vocab),
+                "{}",
+                C::NAME
+            );
+        }
+        agree::<Micro>();
+        agree::<Makemore>();
     }
 
     #[test]
