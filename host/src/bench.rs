@@ -207,7 +207,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     }
 
     // What a checkpoint costs: its write (safetensors, fsync, rename), against the
-    // training it interrupts at `train`'s default of one every 5,000 steps.
+    // training it interrupts at `train`'s default of one every 20,000 steps.
     let dir = tempfile::tempdir()?;
     for (name, n, step_secs) in [
         ("micro", Micro::DIMS.num_params(), simd_ms / 1e3 / 1000.0),
