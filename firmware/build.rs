@@ -1,4 +1,5 @@
-//! Links with cortex-m-rt and defmt, and embeds the weights, seed and name count.
+//! Picks the board, links with its runtime (cortex-m-rt or riscv-rt) and defmt, and
+//! embeds the weights (checked), the seed and the name count.
 //!
 //! The linker scripts are passed here rather than as rustflags in `.cargo/config.toml`:
 //! cargo ignores that file when started from another folder, and the build would then
