@@ -89,13 +89,69 @@ fn main() {
     let count = number("MICROGPT_COUNT", "20");
     let config = format!(
         "/// The weight file, 4-byte aligned so that it is read in place.\n\
+         #[cfg_attr(feature = \"train\", allow(dead_code))]\n\
          static WEIGHTS: &Aligned<[u8]> = &Aligned(*include_bytes!({weights:?}));\n\
          /// Python's random.seed for sampling.\n\
          const SEED: i64 = {seed};\n\
          /// Names to generate.\n\
          const COUNT: usize = {count};\n"
     );
+    let mut config = config;
+    if env::var_os("CARGO_FEATURE_TRAIN").is_some() {
+        config += &training_data(&manifest, &out, seed.parse().unwrap_or(42));
+    }
     fs::write(out.join("build_config.rs"), config).unwrap();
+}
+
+/// For the training program: the word list (MICROGPT_TRAIN_DATA, the project's names by
+/// default) shuffled and split as `microgpt train` does it, with the host's own code, its
+/// training part in that order, and the initial weights drawn from the generator after
+/// the shuffle, as a weight file. The chip then trains from exactly where the host
+/// starts. MICROGPT_TRAIN_STEPS sets the schedule's length (microgpt's 1000).
+fn training_data(manifest: &std::path::Path, out: &std::path::Path, seed: i64) -> String {
+    println!("cargo:rerun-if-env-changed=MICROGPT_TRAIN_DATA");
+    println!("cargo:rerun-if-env-changed=MICROGPT_TRAIN_STEPS");
+    let path = env::var_os("MICROGPT_TRAIN_DATA")
+        .map_or_else(|| manifest.join("../data/names.txt"), |p| manifest.join(p));
+    println!("cargo:rerun-if-changed={}", path.display());
+    let data = microgpt::dataset::Dataset::load(&path)
+        .unwrap_or_else(|e| fail(&format!("MICROGPT_TRAIN_DATA: {e:#}")));
+    let (train, _, mut rng) = microgpt::dataset::split(&data.docs, seed);
+    let mut init: Box<microgpt_core::Params<microgpt_core::Micro>> =
+        Box::new(bytemuck::Zeroable::zeroed());
+    let written = init
+        .init(data.vocab.len(), &mut rng)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let w = init.weights();
+            let mut bytes = vec![0u8; microgpt_core::weights_format::encoded_len(&w.dims())];
+            microgpt_core::weights_format::write(&mut bytes, &data.vocab, &w)
+                .map(|_| bytes)
+                .map_err(|e| e.to_string())
+        });
+    let bytes = written.unwrap_or_else(|e| {
+        fail(&format!(
+            "MICROGPT_TRAIN_DATA: {} does not fit microgpt's model: {e}",
+            path.display()
+        ))
+    });
+    let (init_path, docs_path) = (out.join("train_init.bin"), out.join("train_docs.txt"));
+    fs::write(&init_path, bytes).unwrap();
+    fs::write(&docs_path, train.join("\n")).unwrap();
+    let steps = env::var("MICROGPT_TRAIN_STEPS").unwrap_or_else(|_| "1000".to_owned());
+    if steps.parse::<usize>().map_or(true, |n| n == 0) {
+        fail(&format!(
+            "MICROGPT_TRAIN_STEPS must be a positive integer, not {steps:?}"
+        ));
+    }
+    format!(
+        "/// The initial weights of the training program, as `microgpt train` draws them.\n\
+         static TRAIN_INIT: &Aligned<[u8]> = &Aligned(*include_bytes!({init_path:?}));\n\
+         /// The training names, one per line, in the order `microgpt train` takes them.\n\
+         static TRAIN_DOCS: &[u8] = include_bytes!({docs_path:?});\n\
+         /// Steps of the schedule.\n\
+         const TRAIN_STEPS: usize = {steps};\n"
+    )
 }
 
 /// Stops the build with one line: cargo shows it as `error: ...` and fails the build.

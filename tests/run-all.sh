@@ -77,6 +77,7 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 for board in firmware/boards/*/; do firmware/board.sh "$(basename "$board")" clippy -- -D warnings; done
+firmware/board.sh mps2-an386 clippy --features train -- -D warnings
 
 step "the core is no_std: build it for Cortex-M4F (with and without defmt), Cortex-M0 and RISC-V"
 cargo build -p microgpt-core --target thumbv7em-none-eabihf

@@ -51,6 +51,16 @@ fn checked_len(d: &Dims) -> Option<usize> {
     usize::try_from(len).ok()
 }
 
+/// The CRC-32 of parameters as the weight file stores them (little-endian `f32`), to
+/// tell whether two trainings, on a host and on a chip, ended with the same bits.
+pub fn params_crc(params: &[f32]) -> u32 {
+    let mut digest = CRC.digest();
+    for p in params {
+        digest.update(&p.to_le_bytes());
+    }
+    digest.finalize()
+}
+
 /// Writes the weight file of `weights` and `vocab` into `out`; returns its length.
 pub fn write<C: Config>(
     out: &mut [u8],

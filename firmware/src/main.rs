@@ -21,6 +21,9 @@ mod board {
     include!(env!("MICROGPT_BOARD_RS"));
 }
 
+#[cfg(feature = "train")]
+mod training;
+
 /// Bytes aligned for a zero-copy read of the `f32` weights.
 #[repr(C, align(4))]
 struct Aligned<T: ?Sized>(T);
@@ -34,7 +37,11 @@ const TEMPERATURE: f32 = 0.5;
 #[cfg_attr(target_arch = "riscv32", riscv_rt::entry)]
 fn main() -> ! {
     arch::paint_stack();
-    let ok = match run() {
+    #[cfg(feature = "train")]
+    let result = training::run();
+    #[cfg(not(feature = "train"))]
+    let result = run();
+    let ok = match result {
         Ok(()) => true,
         Err(e) => {
             defmt::error!("stopped: {}", e);
@@ -44,6 +51,8 @@ fn main() -> ! {
     board::exit(ok)
 }
 
+/// The names program: checks the flashed weights and generates names from them.
+#[cfg_attr(feature = "train", allow(dead_code))]
 fn run() -> Result<(), Error> {
     let file = WeightFile::parse(&WEIGHTS.0)
         .inspect_err(|e| defmt::error!("the flashed weights are invalid: {}", e))?;
@@ -74,6 +83,7 @@ fn run() -> Result<(), Error> {
 /// Never inlined, so that the stack holds only the decoder of the config in use, not
 /// one for every config [`with_config!`] can call.
 #[inline(never)]
+#[cfg_attr(feature = "train", allow(dead_code))]
 fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
     let weights = file.weights::<C>().inspect_err(|e| {
         defmt::error!(

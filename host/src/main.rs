@@ -17,7 +17,7 @@ use microgpt_core::{
 use microgpt::dataset::Dataset;
 use microgpt::model_file::{WeightBytes, not_shipped, shapes_list, weights_of};
 use microgpt::safe_write::{check_outputs, write_atomic};
-use microgpt::training::{CheckpointPolicy, Interrupted, TrainOptions, train};
+use microgpt::training::{CheckpointPolicy, Interrupted, KernelsArg, TrainOptions, train};
 use microgpt::{parallel, reference, state_dict};
 
 const ABOUT: &str = "Train microgpt's GPT and make up names: microgpt.py's algorithm, about a thousand times faster.";
@@ -154,6 +154,10 @@ struct TrainArgs {
     /// one (0: never by time).
     #[arg(long, default_value_t = CheckpointPolicy::DEFAULT_MINUTES, value_name = "MINUTES")]
     checkpoint_minutes: f64,
+    /// The kernels: `simd` (fast), or `scalar`, the core's, whose bits the training
+    /// firmware has (with --threads 1, the weights' CRC then equals the chip's).
+    #[arg(long, value_enum, default_value_t = KernelsArg::Simd)]
+    kernels: KernelsArg,
 }
 
 /// The model's shape: a preset, with any of its dimensions changed.
@@ -404,6 +408,7 @@ fn main_job() -> Result<()> {
             steps: None,
             every: None,
         },
+        kernels: KernelsArg::Simd,
     };
     eprintln!(
         "microgpt: training the micro model ({} parameters) on {} ({} names) for {} steps, one name per step",
@@ -482,6 +487,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             every: (a.checkpoint_minutes > 0.0)
                 .then(|| std::time::Duration::from_secs_f64(a.checkpoint_minutes * 60.0)),
         },
+        kernels: a.kernels,
     };
     let dims = a.shape.dims(data.vocab.len())?;
     with_config!(dims, train_and_report(&data, &opts))
@@ -496,12 +502,13 @@ fn train_and_report<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<()
         .map_or_else(String::new, |p| format!(" | wrote {}", p.display()));
     writeln!(
         std::io::stdout(),
-        "step {}/{} | train loss {} | val loss {} | {:.3} s{out}",
+        "step {}/{} | train loss {} | val loss {} | {:.3} s | weights crc32 {:08x}{out}",
         t.steps_done,
         opts.steps,
         loss_text(t.train_loss),
         loss_text(t.val_loss),
-        t.seconds
+        t.seconds,
+        microgpt_core::weights_format::params_crc(t.params.as_slice())
     )?;
     Ok(())
 }

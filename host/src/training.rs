@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use microgpt_core::{AdamConfig, Config, Params, PyRandom, Vocab};
+use microgpt_core::{AdamConfig, Config, Kernels, Params, PyRandom, Scalar, Vocab};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::dataset::{Dataset, split};
@@ -16,6 +16,7 @@ use crate::model_file::encode;
 use crate::parallel::{Diverged, ParallelTrainer, default_threads};
 use crate::progress::Progress;
 use crate::safe_write::{check_outputs, write_atomic};
+use crate::simd::Simd;
 
 /// What to train, and how.
 #[derive(Clone, Debug)]
@@ -49,6 +50,20 @@ pub struct TrainOptions {
     pub label: String,
     /// When to write `<out>.ckpt` during the run, besides at its end.
     pub checkpoints: CheckpointPolicy,
+    /// The kernels that train.
+    pub kernels: KernelsArg,
+}
+
+/// Which kernels train: the SIMD ones (fast), or the core's scalar ones, whose bits a
+/// microcontroller has, so that the training firmware can be checked against the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum KernelsArg {
+    /// `wide`'s SIMD kernels.
+    #[default]
+    Simd,
+    /// The core's scalar kernels, as on the chip.
+    Scalar,
 }
 
 /// How often a run writes its checkpoint: after every `steps` steps and after `every`
@@ -150,6 +165,17 @@ pub fn checkpoint_path(out: &Path) -> PathBuf {
 
 /// Trains the model `C` on `data`.
 pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C>> {
+    match opts.kernels {
+        KernelsArg::Simd => train_with::<C, Simd>(data, opts),
+        KernelsArg::Scalar => train_with::<C, Scalar>(data, opts),
+    }
+}
+
+/// [`train`] with the kernels `K`.
+fn train_with<C: Config, K: Kernels<f32>>(
+    data: &Dataset,
+    opts: &TrainOptions,
+) -> Result<Trained<C>> {
     data.check_fits::<C>()?;
     ensure!(
         opts.batch >= 1 && opts.batch <= C::BATCH,
@@ -188,7 +214,7 @@ pub fn train<C: Config>(data: &Dataset, opts: &TrainOptions) -> Result<Trained<C
     let (train_docs, val_docs, mut rng) = split(&data.docs, opts.seed);
     let mut params: Box<Params<C>> = bytemuck::zeroed_box();
     params.init(vocab.len(), &mut rng)?;
-    let mut trainer = ParallelTrainer::<C>::new(params, threads)?;
+    let mut trainer = ParallelTrainer::<C, K>::new(params, threads)?;
     let mut start = 0;
 
     let ckpt = opts.out.as_deref().map(checkpoint_path);
@@ -354,9 +380,9 @@ fn run_identity<C: Config>(
 }
 
 /// Writes the weights, Adam's moments and the step, atomically, as safetensors.
-fn save_checkpoint<C: Config>(
+fn save_checkpoint<C: Config, K: Kernels<f32>>(
     path: &Path,
-    trainer: &ParallelTrainer<C>,
+    trainer: &ParallelTrainer<C, K>,
     vocab: &Vocab,
     opts: &TrainOptions,
     step: usize,
@@ -416,9 +442,9 @@ pub fn write_checkpoint(
 }
 
 /// Restores a checkpoint written by the same kind of run; returns its step.
-fn load_checkpoint<C: Config>(
+fn load_checkpoint<C: Config, K: Kernels<f32>>(
     path: &Path,
-    trainer: &mut ParallelTrainer<C>,
+    trainer: &mut ParallelTrainer<C, K>,
     vocab: &Vocab,
     opts: &TrainOptions,
     train_docs: usize,

@@ -107,6 +107,8 @@ pub struct Firmware<'a> {
     /// Embed the weights as they are, unchecked by the build, to test the check the
     /// firmware makes at boot.
     pub unchecked: bool,
+    /// Build the training program instead, for this many steps.
+    pub train_steps: Option<usize>,
 }
 
 impl<'a> Firmware<'a> {
@@ -116,6 +118,7 @@ impl<'a> Firmware<'a> {
             board,
             weights: None,
             unchecked: false,
+            train_steps: None,
         }
     }
 
@@ -144,6 +147,10 @@ pub fn try_build_firmware(fw: &Firmware<'_>) -> (Output, PathBuf) {
     }
     if fw.unchecked {
         cmd.env("MICROGPT_UNCHECKED_WEIGHTS", "1");
+    }
+    if let Some(steps) = fw.train_steps {
+        cmd.args(["--features", "train"])
+            .env("MICROGPT_TRAIN_STEPS", steps.to_string());
     }
     let out = cmd.output().expect("firmware/board.sh runs");
     let elf = String::from_utf8_lossy(&out.stdout)

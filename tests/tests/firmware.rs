@@ -114,6 +114,79 @@ fn firmware_names_equal_host_names_lines_of_text() {
     firmware_names_equal_host_names("mps2-an386", Some(&dir.path().join("lines.bin")));
 }
 
+/// The training program trains microgpt's model on the chip from the word list in its
+/// flash, and ends with the very weights of `microgpt train --kernels scalar` on the
+/// host: the same losses at every tenth, and the same CRC-32.
+#[test]
+fn training_on_the_chip_gives_the_hosts_weights() {
+    if !qemu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let steps = 300;
+    let fw = Firmware {
+        train_steps: Some(steps),
+        ..Firmware::new("mps2-an386")
+    };
+    let elf = build_firmware(&fw, dir.path());
+    let out = run_in_qemu("mps2-an386", &elf);
+    let log = text(&out.stdout);
+    assert!(out.status.success(), "{log}{}", text(&out.stderr));
+    // "step N/M | loss X" on both, the chip's to full precision.
+    let losses = |s: &str| -> Vec<(usize, String)> {
+        s.lines()
+            .filter_map(|l| {
+                let (head, loss) = l.trim_start_matches("step").split_once("| loss ")?;
+                let done = head.trim().split('/').next()?.trim().parse().ok()?;
+                let loss: f64 = loss.split_whitespace().next()?.parse().ok()?;
+                Some((done, format!("{loss:.4}")))
+            })
+            .collect()
+    };
+    let chip = losses(&log);
+    let data = root().join("data/names.txt");
+    let steps_arg = steps.to_string();
+    let host = microgpt(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--steps",
+            &steps_arg,
+            "--kernels",
+            "scalar",
+            "--threads",
+            "1",
+            "--out",
+            "w.bin",
+        ],
+    );
+    let (stdout, stderr) = (text(&host.stdout), text(&host.stderr));
+    assert!(host.status.success(), "{stderr}");
+    assert_eq!(chip.len(), 10, "{log}");
+    assert_eq!(chip, losses(&stderr), "chip:\n{log}\nhost:\n{stderr}");
+    assert!(chip[0].1 > chip[9].1, "the loss falls: {chip:?}");
+    let crc = |s: &str, key: &str| {
+        s.split(key)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {key} in {s}"))
+    };
+    assert_eq!(crc(&log, "weights crc32 "), crc(&stdout, "weights crc32 "));
+    let (_, ram) = sizes(&elf);
+    let stack: u64 = crc(&log, "stack used: ").parse().unwrap();
+    let per_step = log.lines().find(|l| l.starts_with("trained ")).unwrap();
+    eprintln!(
+        "training firmware: {per_step}; static RAM {ram} B + stack {stack} B = {} B",
+        ram + stack
+    );
+    // It fits the nRF52840's 256 KB of RAM; the goal of 96 KB is not reached yet (see the
+    // README).
+    assert!(ram + stack <= 256 * 1024);
+}
+
 /// Weights of a shape the firmware was not built for: refused at boot, by name, never
 /// run as another config.
 #[test]

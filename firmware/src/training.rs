@@ -1,0 +1,107 @@
+//! The training program (the `train` feature): microgpt's schedule, one name a step,
+//! on the word list embedded in flash, from the initial weights that the build drew with
+//! the host's own code. It logs the loss as `microgpt train` prints it, the weights'
+//! CRC-32 and the instructions per step, then names from what it learnt. With the core's
+//! scalar kernels it computes what `microgpt train --kernels scalar --threads 1` does,
+//! bit for bit.
+//!
+//! Memory: the trainer is one static block of [`MicroOne::TRAIN_BYTES`] (99,968 B:
+//! weights, gradients and Adam's two moments of 16,768 B each, and 32,896 B of
+//! activations for 16 positions), zeroed at reset, plus the stack.
+
+use core::mem::MaybeUninit;
+
+use microgpt_core::weights_format::params_crc;
+use microgpt_core::{
+    AdamConfig, Batch, Config, Decoder, Error, PyRandom, Sampling, Scalar, Trainer, WeightFile,
+    generate,
+};
+
+microgpt_core::config! {
+    /// microgpt's model with room for one name a step: the training working set that
+    /// fits a chip.
+    pub MicroOne: name "micro", vocab 27, embd 16, heads 4, layers 1, block 16, mlp 64, batch 1
+}
+
+/// All zeros is a valid, empty trainer ([`bytemuck::Zeroable`]), so it lives in `.bss`.
+static mut TRAINER: MaybeUninit<Trainer<MicroOne>> = MaybeUninit::zeroed();
+
+/// Trains, logs, and generates [`crate::COUNT`] names.
+pub fn run() -> Result<(), Error> {
+    let init = WeightFile::parse(&crate::TRAIN_INIT.0)
+        .inspect_err(|e| defmt::error!("the initial weights are invalid: {}", e))?;
+    let docs = core::str::from_utf8(crate::TRAIN_DOCS)
+        .map_err(|_| Error::Corrupt("the word list is not UTF-8"))?;
+    let vocab = init.vocab();
+    // SAFETY: the only reference to TRAINER, taken once, on the only thread; all zeros
+    // is a valid trainer.
+    let trainer = unsafe { &mut *(&raw mut TRAINER).cast::<Trainer<MicroOne>>() };
+    trainer
+        .params
+        .copy_from(vocab.len(), init.weights::<MicroOne>()?.as_slice())?;
+    trainer.grads.reset(vocab.len())?;
+    trainer.adam.reset();
+
+    let (hp, steps) = (AdamConfig::MICROGPT, crate::TRAIN_STEPS);
+    defmt::println!(
+        "training {=usize} parameters for {=usize} steps, {=usize} bytes of trainer",
+        init.dims().num_params(),
+        steps,
+        MicroOne::TRAIN_BYTES
+    );
+    // The loss is reported as `microgpt train` reports it: the mean over each tenth.
+    let every = (steps / 10).max(1);
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    let mut batch = Batch::<MicroOne>::new();
+    let clock = crate::arch::Clock::start();
+    for (step, name) in (0..steps).zip(docs.lines().cycle()) {
+        batch.clear();
+        batch.push(vocab, name)?;
+        let loss = trainer.step::<Scalar>(&batch, hp.rate(step, steps), &hp)?;
+        if !loss.is_finite() {
+            return Err(Error::NonFinite);
+        }
+        (sum, count) = (sum + f64::from(loss), count + 1);
+        let done = step + 1;
+        if done.is_multiple_of(every) || done == steps {
+            defmt::println!(
+                "step {=usize}/{=usize} | loss {=f64}",
+                done,
+                steps,
+                sum / count as f64
+            );
+        }
+        if done.is_multiple_of(every) {
+            (sum, count) = (0.0, 0);
+        }
+    }
+    let ticks = clock.ticks();
+    defmt::println!(
+        "trained {=usize} steps, {=u64} {=str} per step, weights crc32 {=u32:08x}",
+        steps,
+        crate::per_token(ticks, steps as u64),
+        crate::board::UNIT,
+        params_crc(trainer.params.as_slice())
+    );
+
+    let weights = trainer.params.weights();
+    let mut decoder = Decoder::<MicroOne>::new();
+    let mut rng = PyRandom::new(crate::SEED);
+    let mut name = heapless::String::<64>::new();
+    for i in 0..crate::COUNT {
+        name.clear();
+        let sampling = Sampling::new(crate::TEMPERATURE);
+        generate::<MicroOne, f32, Scalar, _, _>(
+            &mut decoder,
+            &weights,
+            vocab,
+            &mut rng,
+            &sampling,
+            "",
+            &mut name,
+        )?;
+        defmt::println!("name {=usize}: {=str}", i + 1, name.as_str());
+    }
+    defmt::println!("stack used: {=usize} bytes", crate::arch::stack_used());
+    Ok(())
+}
