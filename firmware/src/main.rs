@@ -6,7 +6,8 @@
 #![no_main]
 
 use microgpt_core::{
-    Config, Decoder, Error, PyRandom, SHIPPED, Sampling, Scalar, WeightFile, generate, with_config,
+    Config, Decoder, Error, PyRandom, SHIPPED, Sampling, Scalar, Vocab, WeightFile, Weights,
+    generate, with_config,
 };
 
 /// What the boards of one architecture share: a clock, the stack meter, and the
@@ -78,7 +79,7 @@ fn run() -> Result<(), Error> {
     })
 }
 
-/// Generates and logs [`COUNT`] names, then how long the model took per token.
+/// The names program for the config `C`: logs the model, then [`log_names`].
 ///
 /// Never inlined, so that the stack holds only the decoder of the config in use, not
 /// one for every config [`with_config!`] can call.
@@ -98,6 +99,14 @@ fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
         weights.dims().vocab,
         C::DIMS.vocab
     );
+    log_names(&weights, file.vocab())?;
+    defmt::println!("stack used: {=usize} bytes", arch::stack_used());
+    Ok(())
+}
+
+/// Generates and logs [`COUNT`] names with microgpt's sampling from [`SEED`], then
+/// how long the model took per token. Both programs end with it.
+fn log_names<C: Config>(weights: &Weights<'_, C>, vocab: &Vocab) -> Result<(), Error> {
     let mut decoder = Decoder::<C>::new();
     let mut rng = PyRandom::new(SEED);
     let mut name = heapless::String::<64>::new();
@@ -105,12 +114,13 @@ fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
     let clock = arch::Clock::start();
     for i in 0..COUNT {
         name.clear();
+        let sampling = Sampling::new(TEMPERATURE);
         generate::<C, f32, Scalar, _, _>(
             &mut decoder,
-            &weights,
-            file.vocab(),
+            weights,
+            vocab,
             &mut rng,
-            &Sampling::new(TEMPERATURE),
+            &sampling,
             "",
             &mut name,
         )?;
@@ -125,7 +135,6 @@ fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
         per_token(ticks, tokens),
         board::UNIT
     );
-    defmt::println!("stack used: {=usize} bytes", arch::stack_used());
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The training program (the `train` feature): microgpt's schedule, one name a step,
 //! on the word list embedded in flash, from the initial weights that the build drew with
 //! the host's own code. It logs the loss as `microgpt train` prints it, the weights'
-//! CRC-32 and the instructions per step, then names from what it learnt. With the core's
+//! CRC-32 and the instructions per step, then names from what it learnt
+//! ([`crate::log_names`], as the names program does). With the core's
 //! scalar kernels it computes what `microgpt train --kernels scalar --threads 1` does,
 //! bit for bit.
 //!
@@ -12,10 +13,7 @@
 use core::mem::MaybeUninit;
 
 use microgpt_core::weights_format::params_crc;
-use microgpt_core::{
-    AdamConfig, Batch, Config, Decoder, Error, PyRandom, Sampling, Scalar, Trainer, WeightFile,
-    generate,
-};
+use microgpt_core::{AdamConfig, Batch, Config, Error, Scalar, Trainer, WeightFile};
 
 microgpt_core::config! {
     /// microgpt's model with room for one name a step: the training working set that
@@ -84,24 +82,7 @@ pub fn run() -> Result<(), Error> {
         params_crc(trainer.params.as_slice())
     );
 
-    let weights = trainer.params.weights();
-    let mut decoder = Decoder::<MicroOne>::new();
-    let mut rng = PyRandom::new(crate::SEED);
-    let mut name = heapless::String::<64>::new();
-    for i in 0..crate::COUNT {
-        name.clear();
-        let sampling = Sampling::new(crate::TEMPERATURE);
-        generate::<MicroOne, f32, Scalar, _, _>(
-            &mut decoder,
-            &weights,
-            vocab,
-            &mut rng,
-            &sampling,
-            "",
-            &mut name,
-        )?;
-        defmt::println!("name {=usize}: {=str}", i + 1, name.as_str());
-    }
+    crate::log_names(&trainer.params.weights(), vocab)?;
     defmt::println!("stack used: {=usize} bytes", crate::arch::stack_used());
     Ok(())
 }

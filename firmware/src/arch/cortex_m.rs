@@ -3,7 +3,7 @@
 //! transport, the panic handler, how the program ends, what a tick is worth) is in
 //! `boards/<board>/board.rs`.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
@@ -34,30 +34,44 @@ fn SysTick() {
 }
 
 /// SysTick counting core clock ticks, with its 24-bit wraps counted in software.
-pub struct Clock(SYST);
+pub struct Clock(u64);
+
+/// Whether SysTick runs: it is set up by the first [`Clock::start`].
+static RUNNING: AtomicBool = AtomicBool::new(false);
 
 impl Clock {
-    /// Starts counting from 0.
+    /// Starts counting from 0; the first clock sets SysTick up, and the others share it.
     pub fn start() -> Clock {
-        let mut syst = cortex_m::Peripherals::take()
-            .map(|p| p.SYST)
-            .expect("the clock starts once");
-        syst.set_clock_source(SystClkSource::Core);
-        syst.set_reload(RELOAD);
-        syst.clear_current();
-        syst.enable_interrupt();
-        syst.enable_counter();
-        Clock(syst)
+        // A load and a store: one core, and no interrupt starts a clock (the M0 has no
+        // atomic read-modify-write).
+        if !RUNNING.load(Ordering::Relaxed) {
+            RUNNING.store(true, Ordering::Relaxed);
+            // SAFETY: SysTick is set up here once, and only read from then on.
+            let mut syst = unsafe { cortex_m::Peripherals::steal() }.SYST;
+            syst.set_clock_source(SystClkSource::Core);
+            syst.set_reload(RELOAD);
+            syst.clear_current();
+            syst.enable_interrupt();
+            syst.enable_counter();
+            // The cleared counter reads 0 until it loads RELOAD on the first tick.
+            while SYST::get_current() == 0 {}
+        }
+        Clock(since_boot())
     }
 
     /// Ticks since the start.
     pub fn ticks(&self) -> u64 {
-        loop {
-            let wraps = WRAPS.load(Ordering::Relaxed);
-            let now = SYST::get_current();
-            if WRAPS.load(Ordering::Relaxed) == wraps {
-                return wraps as u64 * (RELOAD as u64 + 1) + (RELOAD - now) as u64;
-            }
+        since_boot().saturating_sub(self.0)
+    }
+}
+
+/// Ticks since SysTick was set up, with its 24-bit wraps counted in software.
+fn since_boot() -> u64 {
+    loop {
+        let wraps = WRAPS.load(Ordering::Relaxed);
+        let now = SYST::get_current();
+        if WRAPS.load(Ordering::Relaxed) == wraps {
+            return wraps as u64 * (RELOAD as u64 + 1) + (RELOAD - now) as u64;
         }
     }
 }
