@@ -112,9 +112,9 @@ fn log_names<C: Config>(weights: &Weights<'_, C>, vocab: &Vocab) -> Result<(), E
     let mut name = heapless::String::<64>::new();
     let mut tokens = 0u64;
     let clock = arch::Clock::start();
+    let sampling = Sampling::new(TEMPERATURE);
     for i in 0..COUNT {
         name.clear();
-        let sampling = Sampling::new(TEMPERATURE);
         generate::<C, f32, Scalar, _, _>(
             &mut decoder,
             weights,

@@ -1,9 +1,10 @@
 //! The host side of microgpt-rs: SIMD kernels, data-parallel training, files, and the
 //! pieces of the `microgpt` command-line tool.
 //!
-//! Without the default feature `cli`, only the portable modules remain ([`simd`] and
-//! [`dataset`]), which build for WebAssembly too.
+//! Without the default feature `cli`, only the portable modules remain ([`simd`],
+//! [`dataset`] and [`aligned_bytes`]), which build for WebAssembly too.
 
+pub mod aligned_bytes;
 #[cfg(feature = "cli")]
 pub mod bench;
 pub mod dataset;

@@ -295,10 +295,6 @@ struct ImportArgs {
 /// Names of the training split on which the final train loss is measured.
 const TRAIN_LOSS_NAMES: usize = 5000;
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -526,14 +522,13 @@ fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) 
         top_k: a.top_k,
         top_p: a.top_p,
     };
-    anyhow::ensure!(
-        a.temperature >= 0.0 && a.temperature.is_finite(),
-        "--temperature must be a number of 0 or more"
-    );
-    anyhow::ensure!(
-        a.top_p > 0.0 && a.top_p <= 1.0,
-        "--top-p must be above 0 and at most 1"
-    );
+    // The core's own check of the settings, in the options' words.
+    sampling.check().map_err(|e| match e {
+        microgpt_core::Error::BadTemperature => {
+            anyhow::anyhow!("--temperature must be a number of 0 or more")
+        }
+        _ => anyhow::anyhow!("--top-p must be above 0 and at most 1"),
+    })?;
     if let Some(c) = a.prefix.chars().find(|&c| file.vocab().encode(c).is_err()) {
         anyhow::bail!(
             "the prefix has {c:?}, which the model does not know (it knows {:?})",
@@ -562,7 +557,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let bytes = WeightBytes::read(&a.weights)?;
     let file = bytes.model()?;
     let data = Dataset::load(&a.data)?;
-    let threads = a.threads.unwrap_or_else(cores);
+    let threads = a.threads.unwrap_or_else(parallel::cores);
     with_config!(file.dims(), eval_with(&file, &data, threads))
         .unwrap_or_else(|| unreachable_shape(&file))
 }

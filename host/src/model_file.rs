@@ -7,6 +7,7 @@ use anyhow::{Context, Result, anyhow};
 use microgpt_core::weights_format::{encoded_len, write};
 use microgpt_core::{Config, Dims, Error, Vocab, WeightFile, Weights, find, presets};
 
+use crate::aligned_bytes::AlignedBytes;
 use crate::training::CHECKPOINT_FORMAT;
 
 /// One line per shipped shape: its preset, dimensions and parameters on names.
@@ -51,8 +52,7 @@ pub fn not_shipped(what: &str, dims: &Dims) -> anyhow::Error {
 
 /// The bytes of a weight file, 4-byte aligned so that the weights are read in place.
 pub struct WeightBytes {
-    words: Vec<u32>,
-    len: usize,
+    bytes: AlignedBytes,
     path: String,
 }
 
@@ -66,11 +66,8 @@ impl WeightBytes {
 
     /// The bytes of a weight file read otherwise; `path` names it in messages.
     pub fn from_bytes(bytes: &[u8], path: String) -> WeightBytes {
-        let mut words = vec![0u32; bytes.len().div_ceil(4)];
-        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
         WeightBytes {
-            words,
-            len: bytes.len(),
+            bytes: AlignedBytes::new(bytes),
             path,
         }
     }
@@ -79,7 +76,7 @@ impl WeightBytes {
     /// bytes after its end is refused (it is damaged, or two files joined), and so is a
     /// checkpoint or a safetensors file given in place of weights, each by name.
     pub fn parse(&self) -> Result<WeightFile<'_>> {
-        let bytes = &bytemuck::cast_slice::<u32, u8>(&self.words)[..self.len];
+        let bytes = self.bytes.bytes();
         let file = WeightFile::parse(bytes).map_err(|e| {
             let format = safetensors::SafeTensors::read_metadata(bytes)
                 .ok()
@@ -97,11 +94,11 @@ impl WeightBytes {
                 (e, _) => anyhow!("{} is not a usable weight file: {e}", self.path),
             }
         })?;
-        if file.byte_len() != self.len {
+        if file.byte_len() != bytes.len() {
             return Err(anyhow!(
                 "{} is not a usable weight file: it has {} bytes after the {} of its weights (damaged, or two files joined)",
                 self.path,
-                self.len - file.byte_len(),
+                bytes.len() - file.byte_len(),
                 file.byte_len()
             ));
         }

@@ -17,6 +17,11 @@ use microgpt_core::{
 
 use crate::simd::Simd;
 
+/// The cores of this machine (1 when it cannot tell).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The threads worth sharing steps of `batch` names of `C` among, out of `cores`.
 ///
 /// A second thread pays for its hand-off only when each step has enough rows and

@@ -120,19 +120,19 @@ enum Identity {
     Name(PathBuf),
 }
 
-fn identity(path: &Path) -> Result<Identity> {
-    let target = output_target(path).or_else(|_| Ok::<_, anyhow::Error>(path.to_owned()))?;
-    match fs::metadata(&target) {
+/// The identity of `target`, a path whose symlinks [`output_target`] has resolved.
+fn identity(target: &Path) -> Result<Identity> {
+    match fs::metadata(target) {
         #[cfg(unix)]
         Ok(meta) => {
             use std::os::unix::fs::MetadataExt;
             Ok(Identity::Inode(meta.dev(), meta.ino()))
         }
         #[cfg(not(unix))]
-        Ok(_) => Ok(Identity::Name(fs::canonicalize(&target)?)),
+        Ok(_) => Ok(Identity::Name(fs::canonicalize(target)?)),
         Err(_) => {
-            let dir = fs::canonicalize(folder_of(&target))
-                .with_context(|| format!("the folder of {} does not exist", path.display()))?;
+            let dir = fs::canonicalize(folder_of(target))
+                .with_context(|| format!("the folder of {} does not exist", target.display()))?;
             Ok(Identity::Name(
                 dir.join(target.file_name().unwrap_or_default()),
             ))
@@ -147,7 +147,9 @@ fn identity(path: &Path) -> Result<Identity> {
 pub fn check_outputs(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Result<()> {
     let mut seen: Vec<(&str, &Path, Identity)> = Vec::new();
     for &(role, path) in inputs {
-        seen.push((role, path, identity(path)?));
+        // An input may be anything readable; only its links are resolved.
+        let target = output_target(path).unwrap_or_else(|_| path.to_owned());
+        seen.push((role, path, identity(&target)?));
     }
     for &(role, path) in outputs {
         let target = output_target(path).map_err(|e| anyhow::anyhow!("{role} {e:#}"))?;
@@ -159,7 +161,7 @@ pub fn check_outputs(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Res
                 dir.display()
             )
         })?;
-        let id = identity(path)?;
+        let id = identity(&target)?;
         if let Some((other, other_path, _)) = seen.iter().find(|(_, _, i)| *i == id) {
             bail!(
                 "{role} {} is the same file as {other} {}; writing it would destroy that one: give another path",

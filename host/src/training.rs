@@ -13,7 +13,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::dataset::{Dataset, split};
 use crate::model_file::encode;
-use crate::parallel::{Diverged, ParallelTrainer, default_threads};
+use crate::parallel::{Diverged, ParallelTrainer, cores, default_threads};
 use crate::progress::Progress;
 use crate::safe_write::{check_outputs, write_atomic};
 use crate::simd::Simd;
@@ -183,10 +183,9 @@ fn train_with<C: Config, K: Kernels<f32>>(
         C::BATCH,
         C::NAME
     );
-    let threads = opts.threads.unwrap_or_else(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        default_threads::<C>(opts.batch, cores)
-    });
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| default_threads::<C>(opts.batch, cores()));
     ensure!(threads >= 1, "--threads must be at least 1");
     let hp = &opts.adam;
     ensure!(

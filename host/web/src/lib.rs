@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::path::Path;
 
+use microgpt::aligned_bytes::AlignedBytes;
 use microgpt::dataset::{Dataset, split};
 use microgpt::simd::Simd;
 use microgpt_core::weights_format::{encoded_len, write};
@@ -176,9 +177,9 @@ pub struct Session {
     input: Vec<u8>,
     output: Vec<u8>,
     run: Option<Box<dyn Run>>,
-    /// The weight file sampled from, in 4-byte words so that it is read in place.
-    weights: Vec<u32>,
-    weights_len: usize,
+    /// The weight file sampled from, aligned so that it is read in place; empty
+    /// until one is trained or loaded.
+    weights: AlignedBytes,
 }
 
 impl Session {
@@ -187,17 +188,16 @@ impl Session {
     }
 
     fn file(&self) -> Result<WeightFile<'_>, String> {
-        if self.weights_len == 0 {
+        if self.weights.bytes().is_empty() {
             return Err("no weights yet: train, or load a weight file".into());
         }
-        let bytes = &bytemuck::cast_slice::<u32, u8>(&self.weights)[..self.weights_len];
-        WeightFile::parse(bytes).map_err(|e| format!("not a usable weight file: {e}"))
+        WeightFile::parse(self.weights.bytes())
+            .map_err(|e| format!("not a usable weight file: {e}"))
     }
 
     fn set_weights(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let mut words = vec![0u32; bytes.len().div_ceil(4)];
-        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
-        let file = WeightFile::parse(&bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()])
+        let aligned = AlignedBytes::new(bytes);
+        let file = WeightFile::parse(aligned.bytes())
             .map_err(|e| format!("not a usable weight file: {e}"))?;
         if microgpt_core::find(&file.dims()).is_none() {
             return Err(format!(
@@ -205,8 +205,7 @@ impl Session {
                 file.dims()
             ));
         }
-        self.weights = words;
-        self.weights_len = bytes.len();
+        self.weights = aligned;
         Ok(())
     }
 
@@ -350,7 +349,7 @@ pub extern "C" fn mg_load_weights() -> i32 {
 pub extern "C" fn mg_save_weights() -> i32 {
     with_session(|s| {
         s.file()?;
-        Ok(bytemuck::cast_slice::<u32, u8>(&s.weights)[..s.weights_len].to_vec())
+        Ok(s.weights.bytes().to_vec())
     })
 }
 
