@@ -80,23 +80,28 @@ impl Dims {
     /// Floats of training activations per row (one row is one predicted position).
     ///
     /// The order matches [`Acts`](crate::Acts): per layer
-    /// [`Self::layer_acts_per_row`]; then `x0,
-    /// resid` (E each), `s0`, the logits (vocab), and the gradient scratch `dres, dln, dq,
-    /// dk, dv, dy` (E each) and `da` (MLP).
+    /// [`Self::layer_acts_per_row`]; then `resid` (E), `s0`, `dres` (E) and
+    /// [`Self::scratch_per_row`].
     pub const fn acts_per_row(&self) -> usize {
-        self.layers * self.layer_acts_per_row()
-            + 2 * self.embd
-            + 1
-            + self.vocab
-            + 6 * self.embd
-            + self.mlp
+        self.layers * self.layer_acts_per_row() + 2 * self.embd + 1 + self.scratch_per_row()
     }
 
-    /// Floats of one block's training activations per row: `xin, ln1, q, k, v, y, xmid,
-    /// ln2` and two dropout masks (E each), `a` (MLP), `att` (heads · block) and two
-    /// rmsnorm scales.
+    /// Floats of one block's training activations per row, those its backward reads:
+    /// `xin, q, k, v, y, xmid` (E each), `a` (MLP), `att` (heads · block) and two
+    /// rmsnorm scales. The normalised inputs are recomputed from `xin` and `xmid`.
     pub const fn layer_acts_per_row(&self) -> usize {
-        10 * self.embd + self.mlp + self.heads * self.block + 2
+        6 * self.embd + self.mlp + self.heads * self.block + 2
+    }
+
+    /// Floats per row of the scratch that each stage borrows in turn: `x0` and the
+    /// normalised inputs in the forward, then the logits (vocab); in the backward, the
+    /// MLP's `ln2, da, dln, dmlp` (3 E + MLP), then attention's `ln1, dy, dq, dk, dv, dln`
+    /// (6 E), then `x0, dx0` (2 E).
+    pub const fn scratch_per_row(&self) -> usize {
+        let mlp = 3 * self.embd + self.mlp;
+        let attention = 6 * self.embd;
+        let most = if mlp > attention { mlp } else { attention };
+        if self.vocab > most { self.vocab } else { most }
     }
 
     /// Floats of training activations for `rows` rows: [`Self::acts_per_row`] each, plus

@@ -17,6 +17,7 @@ use crate::config::Elem;
 /// A float element of the model: `f32` or `f64`.
 pub trait Float:
     Elem
+    + bytemuck::Pod
     + Debug
     + Default
     + PartialOrd

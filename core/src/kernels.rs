@@ -71,7 +71,9 @@ pub trait Kernels<F: Float> {
         }
     }
 
-    /// `out = x·s` with `s = (mean(x²) + 1e-5)^-1/2`; returns `s`.
+    /// `out = x·s` with `s = (mean(x²) + 1e-5)^-1/2`; returns `s`. Each output must be
+    /// exactly the product `x[i] * s`: training recomputes it from `x` and `s`
+    /// ([`crate::ops::rmsnorm_recompute`]) instead of keeping it.
     fn rmsnorm(out: &mut [F], x: &[F]) -> F;
 
     /// One Adam step over a block of parameters (see [`AdamStep`]).

@@ -9,14 +9,14 @@
 //!
 //! | config | parameters (names: 27 tokens) | parameters at capacity | training working set, batch 32 | inference state |
 //! |---|---|---|---|---|
-//! | [`Micro`] (microgpt.py) | 4,192 | 4,192 (16,768 B) | 1,111,808 B (99,968 B for a batch of 1) | 2,924 B |
-//! | [`Micro256`] | 4,192 | 11,520 | 1,698,048 B | 3,840 B |
-//! | [`Mini`] | 26,816 | 26,816 | 3,378,432 B | 9,580 B |
-//! | [`Mini256`] | 26,816 | 41,472 | 4,081,920 B | 10,496 B |
-//! | [`Lines`] | 28,352 | 28,352 | 15,396,864 B | 34,924 B |
-//! | [`Lines256`] | 28,352 | 43,008 | 17,507,328 B | 35,840 B |
-//! | [`Makemore`] | 201,088 | 201,088 (804,352 B) | 12,728,576 B | 35,180 B |
-//! | [`Makemore256`] | 201,088 | 230,400 | 13,666,560 B | 36,096 B |
+//! | [`Micro`] (microgpt.py) | 4,192 | 4,192 (16,768 B) | 827,136 B (91,072 B for a batch of 1) | 2,924 B |
+//! | [`Micro256`] | 4,192 | 11,520 | 1,239,296 B | 3,840 B |
+//! | [`Mini`] | 26,816 | 26,816 | 2,602,240 B | 9,580 B |
+//! | [`Mini256`] | 26,816 | 41,472 | 2,902,272 B | 10,496 B |
+//! | [`Lines`] | 28,352 | 28,352 | 12,292,096 B | 34,924 B |
+//! | [`Lines256`] | 28,352 | 43,008 | 12,788,736 B | 35,840 B |
+//! | [`Makemore`] | 201,088 | 201,088 (804,352 B) | 10,182,912 B | 35,180 B |
+//! | [`Makemore256`] | 201,088 | 230,400 | 10,651,904 B | 36,096 B |
 //!
 //! These are the [`SHIPPED`] configs, listed once in [`registry`] with the reason for
 //! their two vocabulary capacities; [`config!`] defines others. Parameters are packed

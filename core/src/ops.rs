@@ -54,6 +54,15 @@ pub fn rmsnorm_forward<F: Float, K: Kernels<F>>(out: &mut [F], scale: &mut [F], 
     }
 }
 
+/// [`rmsnorm_forward`]'s output again, from its input and scales: the same bits, so the
+/// backward need not keep the output.
+#[inline]
+pub fn rmsnorm_recompute<F: Float>(out: &mut [F], x: &[F], scale: &[F], e: usize) {
+    for ((o, x), &s) in out.chunks_exact_mut(e).zip(x.chunks_exact(e)).zip(scale) {
+        o.iter_mut().zip(x).for_each(|(o, &x)| *o = x * s);
+    }
+}
+
 /// For `y = x·s`: `dx += s·dy - (s³/E)·x·⟨dy, x⟩`.
 #[inline]
 pub fn rmsnorm_backward<F: Float, K: Kernels<F>>(
@@ -99,35 +108,58 @@ pub fn residual_forward<F: Float>(out: &mut [F], x: &[F]) {
     out.iter_mut().zip(x).for_each(|(o, &x)| *o += x);
 }
 
-/// Dropout on the output of a block: `x *= mask`, where each mask value is 0 with
-/// probability `rate` and `1 / (1 - rate)` otherwise. The mask is kept for the backward.
-/// A rate of 0 leaves `x` and the mask untouched.
+/// Dropout on the output of a block: `x[i] *= mask(i)`, where each mask value is 0 with
+/// probability `rate` and `1 / (1 - rate)` otherwise. A rate of 0 leaves `x` untouched.
 ///
 /// The draws are a hash of `seed` and the position, so a mask depends on nothing but
-/// them: a run is the same on every machine and for every order of evaluation.
+/// them: a run is the same on every machine and for every order of evaluation, and the
+/// backward draws the mask again instead of keeping it (a mask would cost as much
+/// memory as the output it drops).
 #[inline]
-pub fn dropout_forward<F: Float>(x: &mut [F], mask: &mut [F], rate: f32, seed: u64) {
-    if rate == 0.0 {
-        return;
-    }
-    let keep = F::ONE / F::from_f64(1.0 - rate as f64);
-    // Keep an element when 24 random bits reach the rate's threshold.
-    let threshold = (rate as f64 * (1 << 24) as f64) as u64;
-    for (i, (x, m)) in x.iter_mut().zip(mask.iter_mut()).enumerate() {
-        *m = if splitmix64(seed ^ i as u64) >> 40 >= threshold {
-            keep
-        } else {
-            F::ZERO
-        };
-        *x *= *m;
+pub fn dropout_forward<F: Float>(x: &mut [F], rate: f32, seed: u64) {
+    if let Some(mask) = DropoutMask::<F>::new(rate, seed) {
+        x.iter_mut().enumerate().for_each(|(i, x)| *x *= mask.at(i));
     }
 }
 
-/// The backward of [`dropout_forward`]: `dx = dout · mask`.
+/// The backward of [`dropout_forward`] with the same rate and seed:
+/// `dx[i] = dout[i] · mask(i)`.
 #[inline]
-pub fn dropout_backward<F: Float>(dx: &mut [F], dout: &[F], mask: &[F]) {
-    for ((dx, &d), &m) in dx.iter_mut().zip(dout).zip(mask) {
-        *dx = d * m;
+pub fn dropout_backward<F: Float>(dx: &mut [F], dout: &[F], rate: f32, seed: u64) {
+    match DropoutMask::<F>::new(rate, seed) {
+        Some(mask) => {
+            for (i, (dx, &d)) in dx.iter_mut().zip(dout).enumerate() {
+                *dx = d * mask.at(i);
+            }
+        }
+        None => dx.copy_from_slice(dout),
+    }
+}
+
+/// The mask of [`dropout_forward`], drawn element by element.
+struct DropoutMask<F> {
+    seed: u64,
+    /// An element is kept when 24 random bits reach this.
+    threshold: u64,
+    keep: F,
+}
+
+impl<F: Float> DropoutMask<F> {
+    fn new(rate: f32, seed: u64) -> Option<Self> {
+        (rate != 0.0).then(|| DropoutMask {
+            seed,
+            threshold: (rate as f64 * (1 << 24) as f64) as u64,
+            keep: F::ONE / F::from_f64(1.0 - rate as f64),
+        })
+    }
+
+    #[inline]
+    fn at(&self, i: usize) -> F {
+        if splitmix64(self.seed ^ i as u64) >> 40 >= self.threshold {
+            self.keep
+        } else {
+            F::ZERO
+        }
     }
 }
 

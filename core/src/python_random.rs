@@ -21,6 +21,7 @@
 use core::convert::Infallible;
 use core::f64::consts::PI;
 
+use bytemuck::Zeroable;
 use rand_core::{Rng, SeedableRng, TryRng, utils};
 
 use crate::error::Error;
@@ -43,6 +44,10 @@ pub struct PyRandom {
     gauss: Gauss,
 }
 
+// SAFETY: integers and a `Gauss`, for which all zeros is valid. A zeroed generator is
+// degenerate (it draws only zeros) until it is seeded with [`PyRandom::seed`].
+unsafe impl Zeroable for PyRandom {}
+
 impl core::fmt::Debug for PyRandom {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PyRandom")
@@ -59,27 +64,43 @@ impl PyRandom {
 
     /// `random.seed(seed)` for a non-negative seed.
     pub fn from_u64(seed: u64) -> Self {
-        // Python splits the integer into 32-bit words, least significant first, and
-        // keeps at least one word (so 0 is the key [0]).
-        let (lo, hi) = (seed as u32, (seed >> 32) as u32);
-        if hi == 0 {
-            Self::from_key(&[lo])
-        } else {
-            Self::from_key(&[lo, hi])
-        }
+        // Filled where it will live: built in a local array and moved, the state would
+        // take its 2.5 KB of stack twice (as it did on the firmware).
+        let mut rng: PyRandom = Zeroable::zeroed();
+        rng.seed_u64(seed);
+        rng
     }
 
     /// MT19937's `init_by_array` with the given key words. An empty key acts as `[0]`.
     pub fn from_key(key: &[u32]) -> Self {
+        let mut rng: PyRandom = Zeroable::zeroed();
+        rng.seed_key(key);
+        rng
+    }
+
+    /// `random.seed(seed)` on this generator, in place: what [`Self::new`] makes, with no
+    /// second copy of the state on the stack.
+    pub fn seed(&mut self, seed: i64) {
+        self.seed_u64(seed.unsigned_abs())
+    }
+
+    fn seed_u64(&mut self, seed: u64) {
+        // Python splits the integer into 32-bit words, least significant first, and
+        // keeps at least one word (so 0 is the key [0]).
+        let (lo, hi) = (seed as u32, (seed >> 32) as u32);
+        if hi == 0 {
+            self.seed_key(&[lo])
+        } else {
+            self.seed_key(&[lo, hi])
+        }
+    }
+
+    /// [`Self::from_key`] in place.
+    pub fn seed_key(&mut self, key: &[u32]) {
         let key: &[u32] = if key.is_empty() { &[0] } else { key };
-        // The state is filled where it will live: built in a local array and moved,
-        // it would take its 2.5 KB of stack twice (as it did on the firmware).
-        let mut rng = PyRandom {
-            mt: [0u32; N],
-            index: N,
-            gauss: Gauss::new(),
-        };
-        let mt = &mut rng.mt;
+        self.index = N;
+        self.gauss = Gauss::new();
+        let mt = &mut self.mt;
         mt[0] = 19_650_218;
         for i in 1..N {
             mt[i] = 1_812_433_253u32
@@ -112,7 +133,6 @@ impl PyRandom {
             }
         }
         mt[0] = 0x8000_0000;
-        rng
     }
 
     /// The next 32 bits of MT19937 (`genrand_uint32`).
@@ -261,15 +281,25 @@ pub fn choices<R: Rng + ?Sized, F: Float>(rng: &mut R, weights: &[F]) -> Result<
 
 /// Python's `gauss`: Box-Muller that keeps the second value of each pair for the next
 /// call (`gauss_next`).
+///
+/// All zeros is the empty cache, so a zeroed [`PyRandom`] is a valid value.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Gauss {
-    next: Option<f64>,
+    /// The cached value when `cached`, else 0.
+    next: f64,
+    cached: bool,
 }
+
+// SAFETY: a float and a bool; zero is "no cached value".
+unsafe impl Zeroable for Gauss {}
 
 impl Gauss {
     /// No cached value.
     pub const fn new() -> Self {
-        Gauss { next: None }
+        Gauss {
+            next: 0.0,
+            cached: false,
+        }
     }
 
     /// One draw of N(`mu`, `sigma`²) from `rng`, with the maths of `Mt`.
@@ -279,14 +309,13 @@ impl Gauss {
         mu: f64,
         sigma: f64,
     ) -> f64 {
-        let z = match self.next.take() {
-            Some(z) => z,
-            None => {
-                let x2pi = random_f64(rng) * (2.0 * PI);
-                let g2rad = Mt::sqrt(-2.0 * Mt::ln(1.0 - random_f64(rng)));
-                self.next = Some(Mt::sin(x2pi) * g2rad);
-                Mt::cos(x2pi) * g2rad
-            }
+        let z = if core::mem::take(&mut self.cached) {
+            core::mem::take(&mut self.next)
+        } else {
+            let x2pi = random_f64(rng) * (2.0 * PI);
+            let g2rad = Mt::sqrt(-2.0 * Mt::ln(1.0 - random_f64(rng)));
+            (self.next, self.cached) = (Mt::sin(x2pi) * g2rad, true);
+            Mt::cos(x2pi) * g2rad
         };
         mu + z * sigma
     }
@@ -298,6 +327,22 @@ mod tests {
 
     // Made with CPython 3.11: `r = random.Random(SEED); [r.getrandbits(32) for _ in range(3)]`,
     // then `r = random.Random(SEED); [r.random() for _ in range(2)]`.
+    /// Seeding in place, after draws that left a Gaussian cached, or from zeros, is a
+    /// fresh generator.
+    #[test]
+    fn seed_in_place_is_a_new_generator() {
+        use crate::float::Libm;
+        let draws = |r: &mut PyRandom| [r.gauss::<Libm>(0.0, 1.0), r.gauss::<Libm>(0.0, 1.0)];
+        let fresh = draws(&mut PyRandom::new(-7));
+        let mut r = PyRandom::new(3);
+        r.gauss::<Libm>(0.0, 1.0);
+        r.seed(7);
+        assert_eq!(draws(&mut r), fresh);
+        let mut z: PyRandom = Zeroable::zeroed();
+        z.seed(-7);
+        assert_eq!(draws(&mut z), fresh);
+    }
+
     #[test]
     fn mt19937_matches_cpython() {
         let mut r = PyRandom::new(42);

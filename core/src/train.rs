@@ -3,7 +3,10 @@
 //! [`forward`] and [`backward`] read like the model, in the manner of llm.c's
 //! `gpt2_forward` and `gpt2_backward`: each step calls one layer of [`crate::ops`],
 //! whose backward sits next to its forward. Every activation lives in one
-//! caller-owned block, [`Acts`], carved into named slices.
+//! caller-owned block, [`Acts`], carved into named slices. The block keeps only what
+//! the backward reads and cannot cheaply recompute: the normalised inputs (`x·s`), the
+//! embeddings and the dropout masks are made again when needed, in a scratch region
+//! that each stage of the pass borrows in turn.
 //!
 //! ```text
 //! x0 = wte[tok] + wpe[pos];  resid = rmsnorm(x0)
@@ -33,11 +36,12 @@ pub struct Acts<C: Config, F: Float = f32> {
     /// Rows and vocabulary of the last forward pass; 0 rows when there is none to use.
     rows: usize,
     vocab: usize,
-    /// Whether the last forward pass used dropout (and left its masks).
-    dropout: bool,
+    /// The dropout of the last forward pass, which the backward draws again.
+    dropout: Dropout,
 }
 
-// SAFETY: a `Buffer` is `Zeroable`, and zero counts mean "no forward pass yet".
+// SAFETY: a `Buffer` is `Zeroable`, zero counts mean "no forward pass yet", and a zero
+// rate is no dropout.
 unsafe impl<C: Config, F: Float> Zeroable for Acts<C, F> {}
 
 impl<C: Config, F: Float> Default for Acts<C, F> {
@@ -57,7 +61,23 @@ impl<C: Config, F: Float> Acts<C, F> {
     /// logits.
     pub fn probs(&mut self) -> &[F] {
         let d = C::DIMS.with_vocab(self.vocab);
-        self.view(self.rows, &d).logits
+        let rows = self.rows;
+        &self.view(rows, &d).scratch[..rows * d.vocab]
+    }
+
+    /// Lends the block's memory, zeroed, as a `T`, for when training is over: a chip
+    /// that trains and then samples needs no second buffer for the decoder and the
+    /// generator. The activations are gone, so [`backward`] refuses to run until the
+    /// next [`forward`]. `None` when a `T` does not fit.
+    pub fn reuse<T: Zeroable>(&mut self) -> Option<&mut T> {
+        self.rows = 0;
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(self.buf.as_mut());
+        let skip = bytes.as_ptr().align_offset(core::mem::align_of::<T>());
+        let room = bytes.get_mut(skip..skip.checked_add(core::mem::size_of::<T>())?)?;
+        room.fill(0);
+        // SAFETY: `room` is aligned for `T`, holds exactly its size, is borrowed mutably
+        // for as long as the result, and all zeros is a valid `T` (`Zeroable`).
+        Some(unsafe { &mut *room.as_mut_ptr().cast::<T>() })
     }
 
     fn view(&mut self, rows: usize, d: &Dims) -> View<'_, F> {
@@ -65,17 +85,10 @@ impl<C: Config, F: Float> Acts<C, F> {
         let (e, r) = (d.embd, rows);
         View {
             layers: carve(&mut rest, d.layers * layer_len(r, d)),
-            x0: carve(&mut rest, r * e),
             resid: carve(&mut rest, r * e),
             s0: carve(&mut rest, r),
-            logits: carve(&mut rest, r * d.vocab),
             dres: carve(&mut rest, r * e),
-            dln: carve(&mut rest, r * e),
-            dq: carve(&mut rest, r * e),
-            dk: carve(&mut rest, r * e),
-            dv: carve(&mut rest, r * e),
-            dy: carve(&mut rest, r * e),
-            da: carve(&mut rest, r * d.mlp),
+            scratch: carve(&mut rest, r * d.scratch_per_row()),
             datt: carve(&mut rest, d.heads * d.block),
         }
     }
@@ -92,33 +105,24 @@ fn carve<'a, F>(rest: &mut &'a mut [F], n: usize) -> &'a mut [F] {
 /// Named slices of an [`Acts`] block for one batch (llm.c's `ActivationTensors`).
 struct View<'a, F> {
     layers: &'a mut [F],
-    x0: &'a mut [F],
     resid: &'a mut [F],
     s0: &'a mut [F],
-    logits: &'a mut [F],
+    /// The gradient of the residual stream, carried from stage to stage.
     dres: &'a mut [F],
-    dln: &'a mut [F],
-    dq: &'a mut [F],
-    dk: &'a mut [F],
-    dv: &'a mut [F],
-    dy: &'a mut [F],
-    da: &'a mut [F],
+    /// Borrowed by one stage at a time ([`Dims::scratch_per_row`]); the logits stay in
+    /// it from the end of the forward to the start of the backward.
+    scratch: &'a mut [F],
     datt: &'a mut [F],
 }
 
 /// The activations of one transformer block.
 struct LayerActs<'a, F> {
     xin: &'a mut [F],
-    ln1: &'a mut [F],
     q: &'a mut [F],
     k: &'a mut [F],
     v: &'a mut [F],
     y: &'a mut [F],
     xmid: &'a mut [F],
-    ln2: &'a mut [F],
-    /// Dropout masks of the attention and MLP outputs (0 or 1 / (1 - rate)).
-    drop1: &'a mut [F],
-    drop2: &'a mut [F],
     a: &'a mut [F],
     att: &'a mut [F],
     s1: &'a mut [F],
@@ -136,15 +140,11 @@ impl<'a, F> LayerActs<'a, F> {
         let (e, r) = (d.embd, rows);
         LayerActs {
             xin: carve(&mut rest, r * e),
-            ln1: carve(&mut rest, r * e),
             q: carve(&mut rest, r * e),
             k: carve(&mut rest, r * e),
             v: carve(&mut rest, r * e),
             y: carve(&mut rest, r * e),
             xmid: carve(&mut rest, r * e),
-            ln2: carve(&mut rest, r * e),
-            drop1: carve(&mut rest, r * e),
-            drop2: carve(&mut rest, r * e),
             a: carve(&mut rest, r * d.mlp),
             att: carve(&mut rest, r * d.heads * d.block),
             s1: carve(&mut rest, r),
@@ -209,43 +209,38 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
     let (r, e) = (rows.len(), d.embd);
     acts.rows = 0;
     let a = acts.view(r, &d);
+    let seed = |l: usize, block: u64| dropout.seed ^ ((2 * l as u64 + block) << 48);
 
-    encoder_forward(a.x0, rows, w.wte(), w.wpe(), e);
-    rmsnorm_forward::<F, K>(a.resid, a.s0, a.x0, e);
+    let x0 = &mut a.scratch[..r * e];
+    encoder_forward(x0, rows, w.wte(), w.wpe(), e);
+    rmsnorm_forward::<F, K>(a.resid, a.s0, x0, e);
     for l in 0..d.layers {
         let (lw, la) = (w.layer(l), LayerActs::carve(a.layers, l, r, &d));
         la.xin.copy_from_slice(a.resid);
-        rmsnorm_forward::<F, K>(la.ln1, la.s1, la.xin, e);
-        K::matmul_forward(la.q, la.ln1, lw.wq);
-        K::matmul_forward(la.k, la.ln1, lw.wk);
-        K::matmul_forward(la.v, la.ln1, lw.wv);
+        let ln1 = &mut a.scratch[..r * e];
+        rmsnorm_forward::<F, K>(ln1, la.s1, la.xin, e);
+        K::matmul_forward(la.q, ln1, lw.wq);
+        K::matmul_forward(la.k, ln1, lw.wk);
+        K::matmul_forward(la.v, ln1, lw.wv);
         attention_forward::<F, K>(la.y, la.att, la.q, la.k, la.v, rows, &d);
         K::matmul_forward(la.xmid, la.y, lw.wo);
-        dropout_forward(
-            la.xmid,
-            la.drop1,
-            dropout.rate,
-            dropout.seed ^ ((2 * l as u64) << 48),
-        );
+        dropout_forward(la.xmid, dropout.rate, seed(l, 0));
         residual_forward(la.xmid, la.xin);
-        rmsnorm_forward::<F, K>(la.ln2, la.s2, la.xmid, e);
-        K::matmul_forward(la.a, la.ln2, lw.fc1);
+        let ln2 = &mut a.scratch[..r * e];
+        rmsnorm_forward::<F, K>(ln2, la.s2, la.xmid, e);
+        K::matmul_forward(la.a, ln2, lw.fc1);
         relu_forward(la.a);
         K::matmul_forward(a.resid, la.a, lw.fc2);
-        dropout_forward(
-            a.resid,
-            la.drop2,
-            dropout.rate,
-            dropout.seed ^ ((2 * l as u64 + 1) << 48),
-        );
+        dropout_forward(a.resid, dropout.rate, seed(l, 1));
         residual_forward(a.resid, la.xmid);
     }
-    K::matmul_forward(a.logits, a.resid, w.lm_head());
-    let nll = crossentropy_forward::<F, K>(a.logits, rows, d.vocab);
+    let logits = &mut a.scratch[..r * d.vocab];
+    K::matmul_forward(logits, a.resid, w.lm_head());
+    let nll = crossentropy_forward::<F, K>(logits, rows, d.vocab);
 
     acts.rows = r;
     acts.vocab = d.vocab;
-    acts.dropout = dropout.rate > 0.0;
+    acts.dropout = dropout;
     Ok(nll / F::from_usize(r))
 }
 
@@ -283,15 +278,17 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
         });
     }
     let dropout = acts.dropout;
+    let seed = |l: usize, block: u64| dropout.seed ^ ((2 * l as u64 + block) << 48);
     acts.rows = 0;
     let a = acts.view(r, &d);
 
-    crossentropy_backward(a.logits, rows, d.vocab, F::ONE / F::from_usize(norm));
+    let dlogits = &mut a.scratch[..r * d.vocab];
+    crossentropy_backward(dlogits, rows, d.vocab, F::ONE / F::from_usize(norm));
     a.dres.fill(F::ZERO);
     K::matmul_backward(
         a.dres,
         &mut grads[layout.lm_head()],
-        a.logits,
+        dlogits,
         a.resid,
         w.lm_head(),
     );
@@ -302,43 +299,56 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
             layout.layer(l),
         );
         // MLP block: resid = drop(relu(rmsnorm(xmid)·fc1)·fc2) + xmid. dres is d(resid).
-        let dmlp: &[F] = if dropout {
-            dropout_backward(a.dy, a.dres, la.drop2);
-            a.dy
-        } else {
-            a.dres
-        };
-        a.da.fill(F::ZERO);
-        K::matmul_backward(a.da, &mut grads[g.fc2], dmlp, la.a, lw.fc2);
-        relu_backward(a.da, la.a);
-        a.dln.fill(F::ZERO);
-        K::matmul_backward(a.dln, &mut grads[g.fc1], a.da, la.ln2, lw.fc1);
-        rmsnorm_backward::<F, K>(a.dres, a.dln, la.xmid, la.s2, e);
-        // Attention block: xmid = drop(attention(rmsnorm(xin))·wo) + xin. dres is d(xmid).
-        let dattn: &[F] = if dropout {
-            dropout_backward(a.dq, a.dres, la.drop1);
-            a.dq
-        } else {
-            a.dres
-        };
-        a.dy.fill(F::ZERO);
-        K::matmul_backward(a.dy, &mut grads[g.wo], dattn, la.y, lw.wo);
-        a.dq.fill(F::ZERO);
-        a.dk.fill(F::ZERO);
-        a.dv.fill(F::ZERO);
-        attention_backward::<F, K>(
-            a.dq, a.dk, a.dv, a.datt, a.dy, la.att, la.q, la.k, la.v, rows, &d,
+        let mut s = &mut *a.scratch;
+        let (ln2, da, dln) = (
+            carve(&mut s, r * e),
+            carve(&mut s, r * d.mlp),
+            carve(&mut s, r * e),
         );
-        a.dln.fill(F::ZERO);
-        K::matmul_backward(a.dln, &mut grads[g.wq], a.dq, la.ln1, lw.wq);
-        K::matmul_backward(a.dln, &mut grads[g.wk], a.dk, la.ln1, lw.wk);
-        K::matmul_backward(a.dln, &mut grads[g.wv], a.dv, la.ln1, lw.wv);
-        rmsnorm_backward::<F, K>(a.dres, a.dln, la.xin, la.s1, e);
+        rmsnorm_recompute(ln2, la.xmid, la.s2, e);
+        let dmlp: &[F] = if dropout.rate > 0.0 {
+            let dmlp = carve(&mut s, r * e);
+            dropout_backward(dmlp, a.dres, dropout.rate, seed(l, 1));
+            dmlp
+        } else {
+            a.dres
+        };
+        da.fill(F::ZERO);
+        K::matmul_backward(da, &mut grads[g.fc2], dmlp, la.a, lw.fc2);
+        relu_backward(da, la.a);
+        dln.fill(F::ZERO);
+        K::matmul_backward(dln, &mut grads[g.fc1], da, ln2, lw.fc1);
+        rmsnorm_backward::<F, K>(a.dres, dln, la.xmid, la.s2, e);
+        // Attention block: xmid = drop(attention(rmsnorm(xin))·wo) + xin. dres is d(xmid).
+        let mut s = &mut *a.scratch;
+        let [ln1, dy, dq, dk, dv, dln] = [(); 6].map(|()| carve(&mut s, r * e));
+        rmsnorm_recompute(ln1, la.xin, la.s1, e);
+        let dattn: &[F] = if dropout.rate > 0.0 {
+            dropout_backward(dq, a.dres, dropout.rate, seed(l, 0));
+            dq
+        } else {
+            a.dres
+        };
+        dy.fill(F::ZERO);
+        K::matmul_backward(dy, &mut grads[g.wo], dattn, la.y, lw.wo);
+        dq.fill(F::ZERO);
+        dk.fill(F::ZERO);
+        dv.fill(F::ZERO);
+        attention_backward::<F, K>(dq, dk, dv, a.datt, dy, la.att, la.q, la.k, la.v, rows, &d);
+        dln.fill(F::ZERO);
+        K::matmul_backward(dln, &mut grads[g.wq], dq, ln1, lw.wq);
+        K::matmul_backward(dln, &mut grads[g.wk], dk, ln1, lw.wk);
+        K::matmul_backward(dln, &mut grads[g.wv], dv, ln1, lw.wv);
+        rmsnorm_backward::<F, K>(a.dres, dln, la.xin, la.s1, e);
     }
-    a.dln.fill(F::ZERO);
-    rmsnorm_backward::<F, K>(a.dln, a.dres, a.x0, a.s0, e);
+    // Embeddings: resid0 = rmsnorm(wte[token] + wpe[pos]).
+    let mut s = &mut *a.scratch;
+    let (x0, dx0) = (carve(&mut s, r * e), carve(&mut s, r * e));
+    encoder_forward(x0, rows, w.wte(), w.wpe(), e);
+    dx0.fill(F::ZERO);
+    rmsnorm_backward::<F, K>(dx0, a.dres, x0, a.s0, e);
     let (dwte, rest) = grads.split_at_mut(layout.wte().end);
-    encoder_backward(dwte, &mut rest[..d.block * e], a.dln, rows, e);
+    encoder_backward(dwte, &mut rest[..d.block * e], dx0, rows, e);
     Ok(())
 }
 

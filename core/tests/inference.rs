@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use microgpt_core::{
     Acts, Batch, Config, Decoder, Error, Kernels, Micro, Params, PyRandom, Sampling, Scalar,
-    forward, generate, sample_token,
+    backward, forward, generate, sample_token,
 };
 
 microgpt_core::config! {
@@ -248,4 +248,35 @@ fn attention_weights_are_each_heads_distribution() {
         }
         token = vocab.encode(c).unwrap();
     }
+}
+
+/// Once training is over, the activations lend their memory to sampling: the decoder
+/// and the generator they lend are zeroed and sample what fresh ones sample, the block
+/// is no longer taken for a forward pass, and what does not fit is refused.
+#[test]
+fn activations_lend_their_memory_to_sampling() {
+    let vocab = vocab_of(&NAMES);
+    let mut params = Params::<Micro>::new(vocab.len()).unwrap();
+    params.init(vocab.len(), &mut PyRandom::new(2)).unwrap();
+    let w = params.weights();
+    let mut batch = Batch::<Micro>::new();
+    batch.push(&vocab, "emma").unwrap();
+    let mut acts: Box<Acts<Micro>> = bytemuck::zeroed_box();
+    forward::<Micro, f32, Scalar>(&w, &batch, &mut acts).unwrap();
+
+    let name = |dec: &mut Decoder<Micro>, rng: &mut PyRandom| {
+        let mut s = String::new();
+        generate::<_, _, Scalar, _, _>(dec, &w, &vocab, rng, &HALF, "", &mut s).unwrap();
+        s
+    };
+    let fresh = name(&mut Decoder::new(), &mut PyRandom::new(11));
+    let (dec, rng) = acts.reuse::<(Decoder<Micro>, PyRandom)>().unwrap();
+    assert_eq!(dec.pos(), 0);
+    rng.seed(11);
+    assert_eq!(name(dec, rng), fresh);
+
+    let mut grads = vec![0.0f32; params.as_slice().len()];
+    let err = backward::<Micro, f32, Scalar>(&w, &batch, &mut acts, &mut grads, 4);
+    assert!(matches!(err, Err(Error::Usage(_))), "{err:?}");
+    assert!(acts.reuse::<[u8; Micro::ACTS_BYTES + 1]>().is_none());
 }

@@ -99,16 +99,25 @@ fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
         weights.dims().vocab,
         C::DIMS.vocab
     );
-    log_names(&weights, file.vocab())?;
+    log_names(
+        &weights,
+        file.vocab(),
+        &mut Decoder::new(),
+        &mut PyRandom::new(SEED),
+    )?;
     defmt::println!("stack used: {=usize} bytes", arch::stack_used());
     Ok(())
 }
 
-/// Generates and logs [`COUNT`] names with microgpt's sampling from [`SEED`], then
-/// how long the model took per token. Both programs end with it.
-fn log_names<C: Config>(weights: &Weights<'_, C>, vocab: &Vocab) -> Result<(), Error> {
-    let mut decoder = Decoder::<C>::new();
-    let mut rng = PyRandom::new(SEED);
+/// Generates and logs [`COUNT`] names with microgpt's sampling from `rng` (seeded with
+/// [`SEED`]), then how long the model took per token. Both programs end with it; each
+/// says where the decoder and the generator live.
+fn log_names<C: Config>(
+    weights: &Weights<'_, C>,
+    vocab: &Vocab,
+    decoder: &mut Decoder<C>,
+    rng: &mut PyRandom,
+) -> Result<(), Error> {
     let mut name = heapless::String::<64>::new();
     let mut tokens = 0u64;
     let clock = arch::Clock::start();
@@ -116,10 +125,10 @@ fn log_names<C: Config>(weights: &Weights<'_, C>, vocab: &Vocab) -> Result<(), E
     for i in 0..COUNT {
         name.clear();
         generate::<C, f32, Scalar, _, _>(
-            &mut decoder,
+            decoder,
             weights,
             vocab,
-            &mut rng,
+            rng,
             &sampling,
             "",
             &mut name,
