@@ -6,9 +6,11 @@
 //! scalar kernels it computes what `microgpt train --kernels scalar --threads 1` does,
 //! bit for bit.
 //!
-//! Memory: the trainer is one static block of [`MicroOne::TRAIN_BYTES`] (99,968 B:
-//! weights, gradients and Adam's two moments of 16,768 B each, and 32,896 B of
-//! activations for 16 positions), zeroed at reset, plus the stack.
+//! Memory: the trainer is one static block of [`MicroOne::TRAIN_BYTES`] (91,072 B:
+//! weights, gradients and Adam's two moments of 16,768 B each, and 24,000 B of
+//! activations for 16 positions), zeroed at reset, plus the stack (4 KB). Sampling
+//! afterwards takes its decoder and generator from the dead activations
+//! ([`microgpt_core::Acts::reuse`]), so it needs no more stack than training.
 
 use core::mem::MaybeUninit;
 
