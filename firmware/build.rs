@@ -124,7 +124,7 @@ fn training_data(manifest: &std::path::Path, out: &std::path::Path, seed: i64) -
         .map_err(|e| e.to_string())
         .and_then(|()| {
             let w = init.weights();
-            let mut bytes = vec![0u8; microgpt_core::weights_format::encoded_len(&w.dims())];
+            let mut bytes = vec![0u8; microgpt_core::weights_format::encoded_len(&w.dims(), microgpt_core::weights_format::Encoding::F32)];
             microgpt_core::weights_format::write(&mut bytes, &data.vocab, &w)
                 .map(|_| bytes)
                 .map_err(|e| e.to_string())

@@ -3,15 +3,66 @@
 //! [`Decoder`] is microgpt's `gpt(token_id, pos_id, keys, values)` with the lists of
 //! keys and values replaced by one array sized at compile time: `C::DECODER_BYTES`
 //! (2,924 bytes for [`Micro`](crate::Micro)). The weights are only borrowed, so on a
-//! microcontroller they can stay in flash.
+//! microcontroller they can stay in flash, as `f32` ([`Weights`]) or int8
+//! ([`Int8Weights`](crate::Int8Weights)): anything that is [`DecoderWeights`].
 
 use bytemuck::Zeroable;
 
-use crate::config::Config;
+use crate::config::{Config, Dims};
 use crate::error::Error;
 use crate::float::Float;
-use crate::kernels::Kernels;
-use crate::params::Weights;
+use crate::kernels::{Kernels, Matrix};
+use crate::params::{LayerWeights, Weights};
+
+/// Weights that the [`Decoder`] can run for the model `C`: the embeddings, the matrices
+/// and their product with a vector.
+pub trait DecoderWeights<C: Config, F: Float> {
+    /// One matrix, as its product reads it.
+    type Matrix<'m>: Copy
+    where
+        Self: 'm;
+    /// The shape, with the vocabulary in use.
+    fn dims(&self) -> Dims;
+    /// `x = wte[token] + wpe[pos]`.
+    fn embed(&self, x: &mut [F], token: usize, pos: usize);
+    /// `lm_head`: vocab × embd.
+    fn lm_head(&self) -> Self::Matrix<'_>;
+    /// The matrices of block `l`.
+    fn layer(&self, l: usize) -> LayerWeights<Self::Matrix<'_>>;
+    /// `out = m · x`, with the kernels `K` where the weights allow.
+    fn matvec<K: Kernels<F>>(&self, out: &mut [F], m: Self::Matrix<'_>, x: &[F]);
+}
+
+impl<C: Config, F: Float> DecoderWeights<C, F> for Weights<'_, C, F> {
+    type Matrix<'m>
+        = Matrix<'m, F>
+    where
+        Self: 'm;
+
+    fn dims(&self) -> Dims {
+        Weights::dims(self)
+    }
+
+    fn embed(&self, x: &mut [F], token: usize, pos: usize) {
+        let e = x.len();
+        let (tok, at) = (&self.wte()[token * e..][..e], &self.wpe()[pos * e..][..e]);
+        for ((x, &a), &b) in x.iter_mut().zip(tok).zip(at) {
+            *x = a + b;
+        }
+    }
+
+    fn lm_head(&self) -> Matrix<'_, F> {
+        Weights::lm_head(self)
+    }
+
+    fn layer(&self, l: usize) -> LayerWeights<Matrix<'_, F>> {
+        Weights::layer(self, l)
+    }
+
+    fn matvec<K: Kernels<F>>(&self, out: &mut [F], m: Matrix<'_, F>, x: &[F]) {
+        K::matvec(out, m, x)
+    }
+}
 
 /// The inference state of one stream: the KV cache of every layer and the work vectors
 /// of one token.
@@ -64,7 +115,7 @@ impl<C: Config, F: Float> Decoder<C, F> {
     /// (one per vocabulary entry).
     pub fn step<K: Kernels<F>>(
         &mut self,
-        w: &Weights<C, F>,
+        w: &impl DecoderWeights<C, F>,
         token: usize,
     ) -> Result<&mut [F], Error> {
         let d = w.dims();
@@ -89,10 +140,7 @@ impl<C: Config, F: Float> Decoder<C, F> {
         let (att, rest) = rest.split_at_mut(d.heads * t);
         let logits = &mut rest[..d.vocab];
 
-        let (tok, wpe) = (&w.wte()[token * e..][..e], &w.wpe()[pos * e..][..e]);
-        for ((xn, &a), &b) in xn.iter_mut().zip(tok).zip(wpe) {
-            *xn = a + b;
-        }
+        w.embed(xn, token, pos);
         K::rmsnorm(x, xn);
         let scale = F::ONE / F::from_usize(hd).sqrt();
         for l in 0..d.layers {
@@ -103,9 +151,9 @@ impl<C: Config, F: Float> Decoder<C, F> {
             );
             // Attention block, with this position's key and value appended to the cache.
             K::rmsnorm(xn, x);
-            K::matvec(q, lw.wq, xn);
-            K::matvec(&mut keys[pos * e..][..e], lw.wk, xn);
-            K::matvec(&mut values[pos * e..][..e], lw.wv, xn);
+            w.matvec::<K>(q, lw.wq, xn);
+            w.matvec::<K>(&mut keys[pos * e..][..e], lw.wk, xn);
+            w.matvec::<K>(&mut values[pos * e..][..e], lw.wv, xn);
             // Every head's scores, then their softmaxes, then their weighted sums, as in
             // the training forward.
             let (n, att) = (pos + 1, &mut att[..d.heads * t]);
@@ -123,16 +171,16 @@ impl<C: Config, F: Float> Decoder<C, F> {
                     K::axpy(att[h * t + s], vh, yh);
                 }
             }
-            K::matvec(xn, lw.wo, y);
+            w.matvec::<K>(xn, lw.wo, y);
             x.iter_mut().zip(xn.iter()).for_each(|(x, &o)| *x = o + *x);
             // MLP block.
             K::rmsnorm(xn, x);
-            K::matvec(h, lw.fc1, xn);
+            w.matvec::<K>(h, lw.fc1, xn);
             h.iter_mut().for_each(|v| *v = v.max(F::ZERO));
-            K::matvec(xn, lw.fc2, h);
+            w.matvec::<K>(xn, lw.fc2, h);
             x.iter_mut().zip(xn.iter()).for_each(|(x, &o)| *x = o + *x);
         }
-        K::matvec(logits, w.lm_head(), x);
+        w.matvec::<K>(logits, w.lm_head(), x);
         self.pos += 1;
         Ok(logits)
     }

@@ -163,33 +163,78 @@ impl Layout {
         }
     }
 
-    /// Every tensor in `state_dict` order, with its range and its (rows, cols) shape.
-    pub fn tensors(&self) -> impl Iterator<Item = (Tensor, Range<usize>, [usize; 2])> + '_ {
+    /// Rows of all the matrices together (one per output, as in [`Self::tensors`]).
+    pub const fn rows(&self) -> usize {
+        let d = &self.dims;
+        2 * d.vocab + d.block + d.layers * (5 * d.embd + d.mlp)
+    }
+
+    /// The index of the first row of `t` among [`Self::rows`], counted through the
+    /// tensors in order: where the row scales of an int8 file put `t`'s.
+    pub const fn first_row(&self, t: Tensor) -> usize {
+        let Dims {
+            vocab: v,
+            embd: e,
+            block: b,
+            mlp: m,
+            ..
+        } = self.dims;
+        match t {
+            Tensor::Wte => 0,
+            Tensor::Wpe => v,
+            Tensor::LmHead => v + b,
+            Tensor::Layer(l, which) => {
+                2 * v
+                    + b
+                    + l * (5 * e + m)
+                    + match which {
+                        LayerTensor::Wq => 0,
+                        LayerTensor::Wk => e,
+                        LayerTensor::Wv => 2 * e,
+                        LayerTensor::Wo => 3 * e,
+                        LayerTensor::Fc1 => 4 * e,
+                        LayerTensor::Fc2 => 4 * e + m,
+                    }
+            }
+        }
+    }
+
+    /// The range of `t` in the block and its (rows, cols) shape.
+    pub fn tensor(&self, t: Tensor) -> (Range<usize>, [usize; 2]) {
         let Dims {
             vocab,
             embd: e,
             block,
             mlp,
-            layers,
             ..
         } = self.dims;
-        let top = [
-            (Tensor::Wte, self.wte(), [vocab, e]),
-            (Tensor::Wpe, self.wpe(), [block, e]),
-            (Tensor::LmHead, self.lm_head(), [vocab, e]),
-        ];
-        let blocks = (0..layers).flat_map(move |l| {
-            let r = self.layer(l);
-            [
-                (Tensor::Layer(l, LayerTensor::Wq), r.wq, [e, e]),
-                (Tensor::Layer(l, LayerTensor::Wk), r.wk, [e, e]),
-                (Tensor::Layer(l, LayerTensor::Wv), r.wv, [e, e]),
-                (Tensor::Layer(l, LayerTensor::Wo), r.wo, [e, e]),
-                (Tensor::Layer(l, LayerTensor::Fc1), r.fc1, [mlp, e]),
-                (Tensor::Layer(l, LayerTensor::Fc2), r.fc2, [e, mlp]),
-            ]
-        });
-        top.into_iter().chain(blocks)
+        match t {
+            Tensor::Wte => (self.wte(), [vocab, e]),
+            Tensor::Wpe => (self.wpe(), [block, e]),
+            Tensor::LmHead => (self.lm_head(), [vocab, e]),
+            Tensor::Layer(l, which) => {
+                let r = self.layer(l);
+                match which {
+                    LayerTensor::Wq => (r.wq, [e, e]),
+                    LayerTensor::Wk => (r.wk, [e, e]),
+                    LayerTensor::Wv => (r.wv, [e, e]),
+                    LayerTensor::Wo => (r.wo, [e, e]),
+                    LayerTensor::Fc1 => (r.fc1, [mlp, e]),
+                    LayerTensor::Fc2 => (r.fc2, [e, mlp]),
+                }
+            }
+        }
+    }
+
+    /// Every tensor in `state_dict` order, with its range and its (rows, cols) shape.
+    pub fn tensors(&self) -> impl Iterator<Item = (Tensor, Range<usize>, [usize; 2])> + '_ {
+        let top = [Tensor::Wte, Tensor::Wpe, Tensor::LmHead];
+        let blocks = (0..self.dims.layers)
+            .flat_map(|l| LayerTensor::ALL.map(move |which| Tensor::Layer(l, which)));
+        top.into_iter().chain(blocks).map(|t| {
+            let (range, shape) = self.tensor(t);
+            (t, range, shape)
+        })
     }
 }
 
@@ -298,7 +343,7 @@ impl<'a, C: Config, F: Float> Weights<'a, C, F> {
     }
 
     /// The matrices of block `l`.
-    pub fn layer(&self, l: usize) -> LayerWeights<'a, F> {
+    pub fn layer(&self, l: usize) -> LayerWeights<Matrix<'a, F>> {
         let r = self.layout.layer(l);
         let Dims { embd: e, mlp, .. } = self.layout.dims();
         LayerWeights {
@@ -312,21 +357,22 @@ impl<'a, C: Config, F: Float> Weights<'a, C, F> {
     }
 }
 
-/// The six matrices of one transformer block.
+/// The six matrices of one transformer block, each an `M`: a [`Matrix`] of `f32` or
+/// `f64`, or an [`Int8Matrix`](crate::Int8Matrix).
 #[derive(Clone, Copy, Debug)]
-pub struct LayerWeights<'a, F> {
+pub struct LayerWeights<M> {
     /// Query projection, embd × embd.
-    pub wq: Matrix<'a, F>,
+    pub wq: M,
     /// Key projection, embd × embd.
-    pub wk: Matrix<'a, F>,
+    pub wk: M,
     /// Value projection, embd × embd.
-    pub wv: Matrix<'a, F>,
+    pub wv: M,
     /// Attention output projection, embd × embd.
-    pub wo: Matrix<'a, F>,
+    pub wo: M,
     /// MLP expansion, mlp × embd.
-    pub fc1: Matrix<'a, F>,
+    pub fc1: M,
     /// MLP projection, embd × mlp.
-    pub fc2: Matrix<'a, F>,
+    pub fc2: M,
 }
 
 /// An owned parameter block for the model `C`, sized for its full vocabulary capacity.
@@ -497,6 +543,20 @@ mod tests {
         assert_eq!(count, 9);
         assert_eq!(at, 4192);
         assert_eq!(Layout::new(Makemore::DIMS).tensors().count(), 3 + 6 * 4);
+    }
+
+    /// The row counts of [`Layout::first_row`] and [`Layout::rows`] follow the tensors.
+    #[test]
+    fn rows_are_counted_through_the_tensors() {
+        for dims in [Micro::DIMS.with_vocab(11), Makemore::DIMS] {
+            let layout = Layout::new(dims);
+            let mut row = 0;
+            for (t, _, [rows, _]) in layout.tensors() {
+                assert_eq!(layout.first_row(t), row, "{t}");
+                row += rows;
+            }
+            assert_eq!(layout.rows(), row);
+        }
     }
 
     #[test]

@@ -112,6 +112,9 @@ shipped! { $
     Makemore: preset "makemore", vocab 27, embd 64, heads 4, layers 4, block 16, mlp 256;
     /// [`Makemore`] for any list of up to 255 distinct characters.
     Makemore256: preset "makemore", vocab 256, embd 64, heads 4, layers 4, block 16, mlp 256;
+    /// The largest shape whose int8 weights fit an nRF52840's 1 MB of flash beside the
+    /// firmware: 96 wide, 4 heads, 5 layers, 16 positions, 27 tokens, 559,488 parameters.
+    Large: preset "large", vocab 27, embd 96, heads 4, layers 5, block 16, mlp 384;
 }
 
 /// The first shipped config that holds a model of `dims` (the vocabulary in use): the

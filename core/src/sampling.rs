@@ -7,9 +7,8 @@ use rand_core::Rng;
 use crate::config::Config;
 use crate::error::Error;
 use crate::float::Float;
-use crate::inference::Decoder;
+use crate::inference::{Decoder, DecoderWeights};
 use crate::kernels::Kernels;
-use crate::params::Weights;
 use crate::python_random::choices;
 use crate::tokenizer::{MAX_TOKENS, Vocab};
 
@@ -124,7 +123,7 @@ fn keep_likeliest<F: Float>(probs: &mut [F], top_k: usize, top_p: F) {
 /// vocabulary, or a prefix that fills the context, is an error.
 pub fn generate<C: Config, F: Float, K: Kernels<F>, R: Rng + ?Sized, W: Write>(
     decoder: &mut Decoder<C, F>,
-    weights: &Weights<C, F>,
+    weights: &impl DecoderWeights<C, F>,
     vocab: &Vocab,
     rng: &mut R,
     sampling: &Sampling<F>,

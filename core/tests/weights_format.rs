@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use microgpt_core::weights_format::{MAGIC, VERSION, encoded_len, write};
+use microgpt_core::weights_format::{Encoding, MAGIC, VERSION, encoded_len, write};
 use microgpt_core::{Error, Makemore, Micro, Params, PyRandom, Vocab, WeightFile};
 
 /// A written file in a 4-byte aligned buffer (as `include_bytes!` in an aligned wrapper
@@ -11,7 +11,7 @@ use microgpt_core::{Error, Makemore, Micro, Params, PyRandom, Vocab, WeightFile}
 fn file<C: microgpt_core::Config>(vocab: &Vocab) -> Vec<u32> {
     let mut p: Box<Params<C>> = bytemuck::zeroed_box();
     p.init(vocab.len(), &mut PyRandom::new(3)).unwrap();
-    let len = encoded_len(&p.weights().dims());
+    let len = encoded_len(&p.weights().dims(), Encoding::F32);
     let mut words = vec![0u32; len / 4];
     assert_eq!(
         write(bytemuck::cast_slice_mut(&mut words), vocab, &p.weights()),
@@ -180,7 +180,7 @@ fn non_finite_weights_are_refused() {
         let mut flat = p.as_slice().to_vec();
         flat[index.min(n - 1)] = bad;
         let w = microgpt_core::Weights::<Micro>::new(&flat, vocab.len()).unwrap();
-        let mut words = vec![0u32; encoded_len(&w.dims()) / 4];
+        let mut words = vec![0u32; encoded_len(&w.dims(), Encoding::F32) / 4];
         write(bytemuck::cast_slice_mut(&mut words), &vocab, &w).unwrap();
         let parsed = WeightFile::parse(bytemuck::cast_slice(&words));
         assert_eq!(

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
-use microgpt_core::weights_format::{encoded_len, write};
+use microgpt_core::weights_format::{Encoding, encoded_len, write};
 use microgpt_core::{Config, Dims, Error, Vocab, WeightFile, Weights, find, presets};
 
 use crate::aligned_bytes::AlignedBytes;
@@ -125,7 +125,7 @@ pub fn weights_of<'a, C: Config>(file: &WeightFile<'a>) -> Result<Weights<'a, C>
 
 /// Encodes weights and their vocabulary as a weight file.
 pub fn encode<C: Config>(vocab: &Vocab, weights: &Weights<'_, C>) -> Result<Vec<u8>> {
-    let mut out = vec![0u8; encoded_len(&weights.dims())];
+    let mut out = vec![0u8; encoded_len(&weights.dims(), Encoding::F32)];
     write(&mut out, vocab, weights)?;
     Ok(out)
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 use microgpt::aligned_bytes::AlignedBytes;
 use microgpt::dataset::{Dataset, split};
 use microgpt::simd::Simd;
-use microgpt_core::weights_format::{encoded_len, write};
+use microgpt_core::weights_format::{Encoding, encoded_len, write};
 use microgpt_core::{
     AdamConfig, Batch, Config, Decoder, Error, Kernels, Micro, Params, PyRandom, Sampling, Scalar,
     Trainer, Vocab, WeightFile, forward, generate, with_config,
@@ -84,7 +84,7 @@ impl<C: Config> Run for TrainRun<C> {
 
     fn weight_file(&self) -> Result<Vec<u8>, Error> {
         let w = self.trainer.params.weights();
-        let mut out = vec![0u8; encoded_len(&w.dims())];
+        let mut out = vec![0u8; encoded_len(&w.dims(), Encoding::F32)];
         write(&mut out, &self.vocab, &w)?;
         Ok(out)
     }
