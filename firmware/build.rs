@@ -66,15 +66,21 @@ fn main() {
             weights.display()
         ))
     });
-    if let (None, Err(e)) = (
-        env::var_os("MICROGPT_UNCHECKED_WEIGHTS"),
-        microgpt_core::WeightFile::parse(&bytes),
-    ) {
+    let parsed = microgpt_core::WeightFile::parse(&bytes);
+    if let (None, Err(e)) = (env::var_os("MICROGPT_UNCHECKED_WEIGHTS"), &parsed) {
         fail(&format!(
             "MICROGPT_WEIGHTS: {} is not a usable weight file: {e}; give one written by `microgpt train --out`",
             weights.display()
         ));
     }
+    // The firmware holds the code of one config and one encoding, those of its weights:
+    // each other config would cost flash (all nine, in both encodings, do not fit a
+    // micro:bit). Weights of no shipped shape, or unchecked ones, get microgpt's, and
+    // the firmware refuses them at boot.
+    let (config, encoding) = parsed
+        .ok()
+        .and_then(|f| Some((microgpt_core::find(&f.dims())?.config, f.encoding())))
+        .unwrap_or(("Micro", microgpt_core::weights_format::Encoding::F32));
     let weights = weights.canonicalize().unwrap_or(weights);
     println!("cargo:rerun-if-changed={}", weights.display());
     let number = |name: &str, default: &str| {
@@ -94,7 +100,12 @@ fn main() {
          /// Python's random.seed for sampling.\n\
          const SEED: i64 = {seed};\n\
          /// Names to generate.\n\
-         const COUNT: usize = {count};\n"
+         const COUNT: usize = {count};\n\
+         /// The config of the weights, the one this build holds.\n\
+         type Flashed = microgpt_core::registry::{config};\n\
+         /// The encoding of the weights, the one this build reads.\n\
+         const ENCODING: microgpt_core::weights_format::Encoding =\n    \
+             microgpt_core::weights_format::Encoding::{encoding:?};\n"
     );
     let mut config = config;
     if env::var_os("CARGO_FEATURE_TRAIN").is_some() {
@@ -124,7 +135,13 @@ fn training_data(manifest: &std::path::Path, out: &std::path::Path, seed: i64) -
         .map_err(|e| e.to_string())
         .and_then(|()| {
             let w = init.weights();
-            let mut bytes = vec![0u8; microgpt_core::weights_format::encoded_len(&w.dims(), microgpt_core::weights_format::Encoding::F32)];
+            let mut bytes = vec![
+                0u8;
+                microgpt_core::weights_format::encoded_len(
+                    &w.dims(),
+                    microgpt_core::weights_format::Encoding::F32
+                )
+            ];
             microgpt_core::weights_format::write(&mut bytes, &data.vocab, &w)
                 .map(|_| bytes)
                 .map_err(|e| e.to_string())

@@ -103,7 +103,9 @@ impl<'a, C: Config> Int8Weights<'a, C> {
             });
         }
         if scales.len() != layout.rows() {
-            return Err(Error::Corrupt("the number of row scales is not the model's"));
+            return Err(Error::Corrupt(
+                "the number of row scales is not the model's",
+            ));
         }
         Ok(Int8Weights {
             q,

@@ -17,6 +17,7 @@
 //! | [`Lines256`] | 28,352 | 43,008 | 12,788,736 B | 35,840 B |
 //! | [`Makemore`] | 201,088 | 201,088 (804,352 B) | 10,182,912 B | 35,180 B |
 //! | [`Makemore256`] | 201,088 | 230,400 | 10,651,904 B | 36,096 B |
+//! | [`Large`] (names only) | 559,680 | 559,680 (2,238,720 B; 577,388 B in int8) | 21,232,896 B | 64,876 B |
 //!
 //! These are the [`SHIPPED`] configs, listed once in [`registry`] with the reason for
 //! their two vocabulary capacities; [`config!`] defines others. Parameters are packed

@@ -56,6 +56,13 @@ impl core::fmt::Debug for PyRandom {
     }
 }
 
+/// Python's key for an integer seed: its 32-bit words, least significant first, at
+/// least one (so 0 is the key `[0]`). Returns the words and how many there are.
+fn key_of(seed: u64) -> ([u32; 2], usize) {
+    let words = [seed as u32, (seed >> 32) as u32];
+    (words, if words[1] == 0 { 1 } else { 2 })
+}
+
 impl PyRandom {
     /// `random.seed(seed)`: Python seeds with the absolute value of an integer.
     pub fn new(seed: i64) -> Self {
@@ -64,43 +71,40 @@ impl PyRandom {
 
     /// `random.seed(seed)` for a non-negative seed.
     pub fn from_u64(seed: u64) -> Self {
-        // Filled where it will live: built in a local array and moved, the state would
-        // take its 2.5 KB of stack twice (as it did on the firmware).
-        let mut rng: PyRandom = Zeroable::zeroed();
-        rng.seed_u64(seed);
-        rng
+        match key_of(seed) {
+            (words, 1) => Self::from_key(&words[..1]),
+            (words, _) => Self::from_key(&words),
+        }
     }
 
     /// MT19937's `init_by_array` with the given key words. An empty key acts as `[0]`.
     pub fn from_key(key: &[u32]) -> Self {
-        let mut rng: PyRandom = Zeroable::zeroed();
-        rng.seed_key(key);
+        // Filled where it will live: built in a local and moved, the state would take
+        // its 2.5 KB of stack twice (as it did on the firmware). Lending all of `rng`
+        // to a method would defeat that; lending its array does not.
+        let mut rng = PyRandom {
+            mt: [0; N],
+            index: N,
+            gauss: Gauss::new(),
+        };
+        Self::init_by_array(&mut rng.mt, key);
         rng
     }
 
     /// `random.seed(seed)` on this generator, in place: what [`Self::new`] makes, with no
     /// second copy of the state on the stack.
     pub fn seed(&mut self, seed: i64) {
-        self.seed_u64(seed.unsigned_abs())
+        let (words, n) = key_of(seed.unsigned_abs());
+        Self::init_by_array(&mut self.mt, &words[..n]);
+        (self.index, self.gauss) = (N, Gauss::new());
     }
 
-    fn seed_u64(&mut self, seed: u64) {
-        // Python splits the integer into 32-bit words, least significant first, and
-        // keeps at least one word (so 0 is the key [0]).
-        let (lo, hi) = (seed as u32, (seed >> 32) as u32);
-        if hi == 0 {
-            self.seed_key(&[lo])
-        } else {
-            self.seed_key(&[lo, hi])
-        }
-    }
-
-    /// [`Self::from_key`] in place.
-    pub fn seed_key(&mut self, key: &[u32]) {
+    /// MT19937's `init_by_array` into the state `mt`. Always inlined: as a call it
+    /// would make [`Self::from_key`] build its result aside and copy it (2.5 KB more of
+    /// stack on a chip).
+    #[inline(always)]
+    fn init_by_array(mt: &mut [u32; N], key: &[u32]) {
         let key: &[u32] = if key.is_empty() { &[0] } else { key };
-        self.index = N;
-        self.gauss = Gauss::new();
-        let mt = &mut self.mt;
         mt[0] = 19_650_218;
         for i in 1..N {
             mt[i] = 1_812_433_253u32

@@ -29,7 +29,10 @@
 //! | [`Mini`], [`Mini256`] | `mini` | 32 | 4 | 2 | 16 | 26,816 | 9,580 B, 10,496 B |
 //! | [`Lines`], [`Lines256`] | `lines` | 32 | 4 | 2 | 64 | 28,352 | 34,924 B, 35,840 B |
 //! | [`Makemore`], [`Makemore256`] | `makemore` | 64 | 4 | 4 | 16 | 201,088 | 35,180 B, 36,096 B |
+//! | [`Large`] | `large` | 96 | 4 | 5 | 16 | 559,680 | 64,876 B |
 //!
+//! `large` is for names only (27 tokens): it exists for its int8 weights, which fit a
+//! 1 MB chip's flash beside the firmware (about 580 KB) where its `f32` ones do not.
 //! Every config holds batches of up to 32 names, and its MLP is 4 · embd wide, as in
 //! microgpt. `core/tests/config.rs` checks the figures.
 
@@ -41,6 +44,9 @@ use crate::config::{Config, Dims};
 pub struct Shipped {
     /// The preset, shared by the configs of one shape (`micro`, `makemore`, ...).
     pub preset: &'static str,
+    /// The config's type in this module (`Micro256`, ...), for code that a build script
+    /// writes.
+    pub config: &'static str,
     /// The dimensions, with the vocabulary as capacity.
     pub dims: Dims,
 }
@@ -61,7 +67,7 @@ macro_rules! shipped {
 
         /// Every config this build holds, in dispatch order: by shape, and within a
         /// shape the smaller vocabulary first.
-        pub const SHIPPED: &[Shipped] = &[$(Shipped { preset: $preset, dims: <$ty as Config>::DIMS }),*];
+        pub const SHIPPED: &[Shipped] = &[$(Shipped { preset: $preset, config: stringify!($ty), dims: <$ty as Config>::DIMS }),*];
 
         /// Calls the generic function `f::<C>(args)` with the first shipped config `C`
         /// that holds a model of `dims` (the vocabulary in use), the smallest: `Some`
@@ -112,8 +118,8 @@ shipped! { $
     Makemore: preset "makemore", vocab 27, embd 64, heads 4, layers 4, block 16, mlp 256;
     /// [`Makemore`] for any list of up to 255 distinct characters.
     Makemore256: preset "makemore", vocab 256, embd 64, heads 4, layers 4, block 16, mlp 256;
-    /// The largest shape whose int8 weights fit an nRF52840's 1 MB of flash beside the
-    /// firmware: 96 wide, 4 heads, 5 layers, 16 positions, 27 tokens, 559,488 parameters.
+    /// A shape whose int8 weights fit an nRF52840's 1 MB of flash beside the firmware:
+    /// 96 wide, 4 heads, 5 layers, 16 positions, 27 tokens, 559,680 parameters.
     Large: preset "large", vocab 27, embd 96, heads 4, layers 5, block 16, mlp 384;
 }
 
@@ -168,9 +174,9 @@ mod tests {
 
     #[test]
     fn one_preset_per_shape() {
-        let names: [&str; 4] = core::array::from_fn(|i| presets().nth(i).unwrap().preset);
-        assert_eq!(names, ["micro", "mini", "lines", "makemore"]);
-        assert_eq!(presets().count(), 4);
+        let names: [&str; 5] = core::array::from_fn(|i| presets().nth(i).unwrap().preset);
+        assert_eq!(names, ["micro", "mini", "lines", "makemore", "large"]);
+        assert_eq!(presets().count(), 5);
         assert_eq!(preset("lines").map(|s| s.dims.block), Some(64));
         assert_eq!(preset("makemore").map(|s| s.dims.vocab), Some(256));
         assert!(preset("huge").is_none());

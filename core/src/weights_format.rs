@@ -79,7 +79,8 @@ fn checked_len(d: &Dims, encoding: Encoding) -> Option<usize> {
             let rows = (d.layers as u64)
                 .checked_mul((5 * e).checked_add(m)?)?
                 .checked_add(2 * d.vocab as u64 + d.block as u64)?;
-            rows.checked_mul(4)?.checked_add(params.checked_next_multiple_of(4)?)?
+            rows.checked_mul(4)?
+                .checked_add(params.checked_next_multiple_of(4)?)?
         }
     };
     let len = (d.vocab as u64)
@@ -203,6 +204,11 @@ fn word(bytes: &[u8], at: usize) -> u32 {
 
 impl<'a> WeightFile<'a> {
     /// Checks a weight file: magic, version, length, checksum, shape and vocabulary.
+    ///
+    /// Never inlined: the checks' temporaries then stay in its own frame, which is gone
+    /// before the caller goes on to run the model (on a chip, each 1 KB copy of the
+    /// vocabulary in the caller's frame is stack for the whole run).
+    #[inline(never)]
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         if bytes.len() < HEADER + 4 {
             return Err(Error::Truncated {
@@ -286,8 +292,13 @@ impl<'a> WeightFile<'a> {
             if values.any(|w| f32::from_bits(w) < 0.0) {
                 return Err(Error::Corrupt("an int8 row scale is negative"));
             }
-            if params[floats.len() + dims.num_params()..].iter().any(|&b| b != 0) {
-                return Err(Error::Corrupt("the padding after the int8 weights is not zero"));
+            if params[floats.len() + dims.num_params()..]
+                .iter()
+                .any(|&b| b != 0)
+            {
+                return Err(Error::Corrupt(
+                    "the padding after the int8 weights is not zero",
+                ));
             }
         }
         Ok(file)
@@ -351,7 +362,9 @@ impl<'a> WeightFile<'a> {
     pub fn int8_weights<C: Config>(&self) -> Result<Int8Weights<'a, C>, Error> {
         self.check::<C>()?;
         if self.encoding != Encoding::Int8 {
-            return Err(Error::Usage("the weights are f32, not int8: read them with weights"));
+            return Err(Error::Usage(
+                "the weights are f32, not int8: read them with weights",
+            ));
         }
         if cfg!(target_endian = "big") {
             return Err(Error::Usage(

@@ -66,6 +66,7 @@ fn every_shipped_config_has_the_documented_sizes() {
         (Lines256::DIMS, [28_352, 43_008, 12_788_736, 35_840]),
         (Makemore::DIMS, [201_088, 201_088, 10_182_912, 35_180]),
         (Makemore256::DIMS, [201_088, 230_400, 10_651_904, 36_096]),
+        (Large::DIMS, [559_680, 559_680, 21_232_896, 64_876]),
     ];
     assert_eq!(SHIPPED.len(), table.len());
     for (shipped, (dims, want)) in SHIPPED.iter().zip(table) {

@@ -69,8 +69,17 @@ fn round_trip_is_in_place_and_a_quarter_of_the_size() {
     assert!(bytes.len() * 3 < f32_len, "{} of {f32_len}", bytes.len());
 
     let w = f.int8_weights::<Micro>().unwrap();
-    assert!(bytes.as_ptr_range().contains(&(w.scales().as_ptr() as *const u8)));
-    assert_eq!(f.weights::<Micro>().err().map(|e| matches!(e, Error::Usage(_))), Some(true));
+    assert!(
+        bytes
+            .as_ptr_range()
+            .contains(&(w.scales().as_ptr() as *const u8))
+    );
+    assert_eq!(
+        f.weights::<Micro>()
+            .err()
+            .map(|e| matches!(e, Error::Usage(_))),
+        Some(true)
+    );
 
     // Dequantised, every weight is within half a step of its row's scale.
     let mut deq = vec![0.0; p.as_slice().len()];
@@ -78,10 +87,16 @@ fn round_trip_is_in_place_and_a_quarter_of_the_size() {
     let layout = Layout::new(f.dims());
     for (t, range, [rows, cols]) in layout.tensors() {
         let scales = &w.scales()[layout.first_row(t)..][..rows];
-        for (r, &s) in scales.iter().enumerate() {
-            for i in range.start + r * cols..range.start + (r + 1) * cols {
-                let err = (p.as_slice()[i] - deq[i]).abs();
-                assert!(err <= s / 2.0 * 1.0001, "{t} row {r}: {err} for a step of {s}");
+        let rows = p.as_slice()[range.clone()]
+            .chunks_exact(cols)
+            .zip(deq[range].chunks_exact(cols));
+        for (r, ((want, got), &s)) in rows.zip(scales).enumerate() {
+            for (w, d) in want.iter().zip(got) {
+                let err = (w - d).abs();
+                assert!(
+                    err <= s / 2.0 * 1.0001,
+                    "{t} row {r}: {err} for a step of {s}"
+                );
             }
         }
     }
@@ -176,7 +191,8 @@ fn each_kind_of_damage_has_its_error() {
         WeightFile::parse(&bytes[..bytes.len() - 4]),
         Err(Error::Truncated { .. })
     ));
-    let put = |at: usize, v: f32| move |b: &mut [u8]| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put =
+        |at: usize, v: f32| move |b: &mut [u8]| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     assert_eq!(
         damaged(&words, put(scales + 4 * 3, f32::NAN)),
         Err(Error::NonFiniteWeight { index: 3 })
@@ -187,7 +203,9 @@ fn each_kind_of_damage_has_its_error() {
     );
     assert_eq!(
         damaged(&words, |b| b[padding] = 7),
-        Err(Error::Corrupt("the padding after the int8 weights is not zero"))
+        Err(Error::Corrupt(
+            "the padding after the int8 weights is not zero"
+        ))
     );
     // The f32 magic on an int8 body: the length no longer matches the shape.
     assert_eq!(

@@ -5,9 +5,10 @@
 #![no_std]
 #![no_main]
 
+use bytemuck::Zeroable;
+use microgpt_core::weights_format::Encoding;
 use microgpt_core::{
-    Config, Decoder, Error, PyRandom, SHIPPED, Sampling, Scalar, Vocab, WeightFile, Weights,
-    generate, with_config,
+    Config, Decoder, DecoderWeights, Error, PyRandom, Sampling, Scalar, Vocab, WeightFile, generate,
 };
 
 /// What the boards of one architecture share: a clock, the stack meter, and the
@@ -55,56 +56,78 @@ fn main() -> ! {
 /// The names program: checks the flashed weights and generates names from them.
 #[cfg_attr(feature = "train", allow(dead_code))]
 fn run() -> Result<(), Error> {
-    let file = WeightFile::parse(&WEIGHTS.0)
-        .inspect_err(|e| defmt::error!("the flashed weights are invalid: {}", e))?;
+    // A match, not `inspect_err` and `?`: each move of the file is a 1 KB copy of its
+    // vocabulary in this frame, which stays on the stack while the names are made.
+    let file = match WeightFile::parse(&WEIGHTS.0) {
+        Ok(file) => file,
+        Err(e) => {
+            defmt::error!("the flashed weights are invalid: {}", e);
+            return Err(e);
+        }
+    };
     let dims = file.dims();
     defmt::info!(
-        "weights: {} bytes, {} parameters, {}",
+        "weights: {} bytes, {} parameters in {}, {}",
         WEIGHTS.0.len(),
         dims.num_params(),
+        file.encoding(),
         dims
     );
-    // The smallest shipped config that holds the model; never a fallback to another.
-    with_config!(dims, names(&file)).unwrap_or_else(|| {
+    // The build chose the config and the encoding from these very bytes; they differ
+    // only for weights that the build did not check.
+    if !Flashed::DIMS.holds(&dims) || file.encoding() != ENCODING {
         defmt::error!(
-            "the flashed weights have a shape this firmware was not built for: {}",
-            dims
+            "the flashed weights have a shape this firmware was not built for: {} in {}",
+            dims,
+            file.encoding()
         );
-        for s in SHIPPED {
-            defmt::error!("  it holds {=str}: {}", s.preset, s.dims);
-        }
-        Err(Error::Usage(
-            "no config of this build holds the flashed model",
-        ))
-    })
+        defmt::error!(
+            "  it was built for {=str}: {} in {}",
+            Flashed::NAME,
+            Flashed::DIMS,
+            ENCODING
+        );
+        return Err(Error::Usage("this build does not hold the flashed model"));
+    }
+    names::<Flashed>(&file)
 }
 
-/// The names program for the config `C`: logs the model, then [`log_names`].
+/// The names program for the config `C` (the build's `Flashed`): logs the model, then
+/// [`log_names`].
 ///
-/// Never inlined, so that the stack holds only the decoder of the config in use, not
-/// one for every config [`with_config!`] can call.
+/// Never inlined: its frame (the decoder, the generator) and the caller's (the weight
+/// file) then stay apart, which the compiler's inlining otherwise merges at the cost of
+/// kilobytes of stack.
 #[inline(never)]
 #[cfg_attr(feature = "train", allow(dead_code))]
 fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
-    let weights = file.weights::<C>().inspect_err(|e| {
+    let mismatch = |e: &Error| {
         defmt::error!(
             "the flashed weights do not fit the {=str} model: {}",
             C::NAME,
             e
         )
-    })?;
+    };
     defmt::info!(
         "model: {=str}, {=usize} tokens of {=usize}",
         C::NAME,
-        weights.dims().vocab,
+        file.dims().vocab,
         C::DIMS.vocab
     );
-    log_names(
-        &weights,
-        file.vocab(),
-        &mut Decoder::new(),
-        &mut PyRandom::new(SEED),
-    )?;
+    // Both made where they live (zeroed, then seeded): built and moved, each could
+    // take its size of stack twice.
+    let (mut decoder, mut rng) = (Decoder::<C>::zeroed(), PyRandom::zeroed());
+    rng.seed(SEED);
+    match file.encoding() {
+        Encoding::F32 => {
+            let weights = file.weights::<C>().inspect_err(mismatch)?;
+            log_names(&weights, file.vocab(), &mut decoder, &mut rng)?
+        }
+        Encoding::Int8 => {
+            let weights = file.int8_weights::<C>().inspect_err(mismatch)?;
+            log_names(&weights, file.vocab(), &mut decoder, &mut rng)?
+        }
+    }
     defmt::println!("stack used: {=usize} bytes", arch::stack_used());
     Ok(())
 }
@@ -113,7 +136,7 @@ fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
 /// [`SEED`]), then how long the model took per token. Both programs end with it; each
 /// says where the decoder and the generator live.
 fn log_names<C: Config>(
-    weights: &Weights<'_, C>,
+    weights: &impl DecoderWeights<C, f32>,
     vocab: &Vocab,
     decoder: &mut Decoder<C>,
     rng: &mut PyRandom,
@@ -124,15 +147,7 @@ fn log_names<C: Config>(
     let sampling = Sampling::new(TEMPERATURE);
     for i in 0..COUNT {
         name.clear();
-        generate::<C, f32, Scalar, _, _>(
-            decoder,
-            weights,
-            vocab,
-            rng,
-            &sampling,
-            "",
-            &mut name,
-        )?;
+        generate::<C, f32, Scalar, _, _>(decoder, weights, vocab, rng, &sampling, "", &mut name)?;
         tokens += decoder.pos() as u64;
         defmt::println!("name {=usize}: {=str}", i + 1, name.as_str());
     }

@@ -30,8 +30,14 @@ static mut TRAINER: MaybeUninit<Trainer<MicroOne>> = MaybeUninit::zeroed();
 
 /// Trains, logs, and generates [`crate::COUNT`] names.
 pub fn run() -> Result<(), Error> {
-    let init = WeightFile::parse(&crate::TRAIN_INIT.0)
-        .inspect_err(|e| defmt::error!("the initial weights are invalid: {}", e))?;
+    // A match, not `inspect_err` and `?`, which copy the file (1 KB) on the stack.
+    let init = match WeightFile::parse(&crate::TRAIN_INIT.0) {
+        Ok(init) => init,
+        Err(e) => {
+            defmt::error!("the initial weights are invalid: {}", e);
+            return Err(e);
+        }
+    };
     let docs = core::str::from_utf8(crate::TRAIN_DOCS)
         .map_err(|_| Error::Corrupt("the word list is not UTF-8"))?;
     let vocab = init.vocab();
@@ -91,7 +97,9 @@ pub fn run() -> Result<(), Error> {
     let (decoder, rng) = trainer
         .acts
         .reuse::<(Decoder<MicroOne>, PyRandom)>()
-        .ok_or(Error::Usage("the decoder and generator do not fit the activations"))?;
+        .ok_or(Error::Usage(
+            "the decoder and generator do not fit the activations",
+        ))?;
     rng.seed(crate::SEED);
     crate::log_names(&trainer.params.weights(), vocab, decoder, rng)?;
     defmt::println!("stack used: {=usize} bytes", crate::arch::stack_used());

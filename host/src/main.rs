@@ -9,13 +9,14 @@ use anyhow::{Context, Result};
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 use microgpt::simd::{Exact, Simd};
+use microgpt_core::weights_format::Encoding;
 use microgpt_core::{
     AdamConfig, Config, Decoder, Dims, Kernels, PyRandom, Sampling, Scalar, Schedule, Transposed,
     Vocab, Weights, generate, preset, presets, with_config,
 };
 
 use microgpt::dataset::Dataset;
-use microgpt::model_file::{WeightBytes, not_shipped, shapes_list, weights_of};
+use microgpt::model_file::{WeightBytes, encode, not_shipped, params_of, shapes_list};
 use microgpt::safe_write::{check_outputs, write_atomic};
 use microgpt::training::{CheckpointPolicy, Interrupted, KernelsArg, TrainOptions, train};
 use microgpt::{parallel, reference, state_dict};
@@ -44,6 +45,8 @@ enum Command {
     Sample(SampleArgs),
     /// Print the mean loss per predicted token (nats) of weights on a list of names.
     Eval(EvalArgs),
+    /// Write weights as int8 (a byte a weight and a scale per row), for a chip's flash.
+    Quantize(QuantizeArgs),
     /// Write weights as safetensors under microgpt's state_dict names.
     Export(ExportArgs),
     /// Read safetensors with microgpt's state_dict names into a weight file.
@@ -269,6 +272,23 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+struct QuantizeArgs {
+    /// Weight file written by `microgpt train` (f32).
+    #[arg(long)]
+    weights: PathBuf,
+    /// The int8 weight file to write; `sample`, `eval`, `export` and the firmware read it.
+    #[arg(long)]
+    out: PathBuf,
+    /// The names the weights were trained on: when given, the validation loss of both
+    /// files is measured on the names that `train --seed` held out of them.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The seed of the training run, which chose its validation names.
+    #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
+    seed: i64,
+}
+
+#[derive(Args)]
 struct ExportArgs {
     /// Weight file written by `microgpt train`.
     #[arg(long)]
@@ -302,6 +322,7 @@ fn main() -> ExitCode {
         Some(Command::Train(a)) => cmd_train(a),
         Some(Command::Sample(a)) => cmd_sample(a),
         Some(Command::Eval(a)) => cmd_eval(a),
+        Some(Command::Quantize(a)) => cmd_quantize(a),
         Some(Command::Export(a)) => cmd_export(a),
         Some(Command::Import(a)) => cmd_import(a),
         Some(Command::Reference(a)) => reference::reference(&a.data, a.seed, a.steps),
@@ -516,7 +537,8 @@ fn cmd_sample(a: SampleArgs) -> Result<()> {
 }
 
 fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) -> Result<()> {
-    let w = weights_of::<C>(file)?;
+    let params = params_of::<C>(file)?;
+    let w = params.weights();
     let sampling = Sampling {
         temperature: a.temperature,
         top_k: a.top_k,
@@ -567,7 +589,7 @@ fn eval_with<C: Config>(
     data: &Dataset,
     threads: usize,
 ) -> Result<()> {
-    let w = weights_of::<C>(file)?;
+    let params = params_of::<C>(file)?;
     if let Some(c) = data
         .vocab
         .chars()
@@ -582,9 +604,72 @@ fn eval_with<C: Config>(
     data.warn_truncation::<C>();
     let names: Vec<&str> = data.docs.iter().map(String::as_str).collect();
     let mut workers = parallel::Workers::<C>::new(threads)?;
-    let (sum, rows) = workers.eval(&w, file.vocab(), &names)?;
+    let (sum, rows) = workers.eval(&params.weights(), file.vocab(), &names)?;
     eprintln!("{} names, {rows} predicted tokens", names.len());
     writeln!(std::io::stdout(), "{:.6}", sum / rows as f64)?;
+    Ok(())
+}
+
+fn cmd_quantize(a: QuantizeArgs) -> Result<()> {
+    let mut inputs = vec![("--weights", a.weights.as_path())];
+    inputs.extend(a.data.as_deref().map(|d| ("--data", d)));
+    check_outputs(&inputs, &[("--out", &a.out)])?;
+    let bytes = WeightBytes::read(&a.weights)?;
+    let file = bytes.model()?;
+    if file.encoding() == Encoding::Int8 {
+        anyhow::bail!("{} holds int8 weights already", a.weights.display());
+    }
+    let data = a.data.as_deref().map(Dataset::load).transpose()?;
+    with_config!(file.dims(), quantize_with(&file, &a, data.as_ref()))
+        .unwrap_or_else(|| unreachable_shape(&file))
+}
+
+fn quantize_with<C: Config>(
+    file: &microgpt_core::WeightFile<'_>,
+    a: &QuantizeArgs,
+    data: Option<&Dataset>,
+) -> Result<()> {
+    let vocab = file.vocab();
+    let f32_params = params_of::<C>(file)?;
+    let int8 = encode(vocab, &f32_params.weights(), Encoding::Int8)?;
+    write_atomic(&a.out, &int8)?;
+    eprintln!(
+        "wrote {}: {} bytes, {:.1}% of the f32 file's {}",
+        a.out.display(),
+        int8.len(),
+        100.0 * int8.len() as f64 / file.byte_len() as f64,
+        file.byte_len()
+    );
+    let Some(data) = data else {
+        return Ok(());
+    };
+    if let Some(c) = data
+        .vocab
+        .chars()
+        .iter()
+        .find(|&&c| vocab.encode(c).is_err())
+    {
+        anyhow::bail!(
+            "{} has the character {c:?}, which the model does not know: is it the list the weights were trained on?",
+            data.path.display()
+        );
+    }
+    let (_, val_docs, _) = microgpt::dataset::split(&data.docs, a.seed);
+    let names: Vec<&str> = val_docs.iter().map(String::as_str).collect();
+    let int8_params = params_of::<C>(&microgpt_core::WeightFile::parse(&int8)?)?;
+    let mut workers = parallel::Workers::<C>::new(parallel::cores())?;
+    let mut loss = |p: &microgpt_core::Params<C>| -> Result<f64> {
+        let (sum, rows) = workers.eval(&p.weights(), vocab, &names)?;
+        Ok(sum / rows as f64)
+    };
+    let (before, after) = (loss(&f32_params)?, loss(&int8_params)?);
+    writeln!(
+        std::io::stdout(),
+        "validation loss on the {} names held out by seed {}: f32 {before:.5}, int8 {after:.5} ({:+.5})",
+        names.len(),
+        a.seed,
+        after - before
+    )?;
     Ok(())
 }
 
@@ -599,7 +684,7 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
 }
 
 fn export_with<C: Config>(file: &microgpt_core::WeightFile<'_>, out: &Path) -> Result<()> {
-    state_dict::export(out, file.vocab(), &weights_of::<C>(file)?)
+    state_dict::export(out, file.vocab(), &params_of::<C>(file)?.weights())
 }
 
 fn cmd_import(a: ImportArgs) -> Result<()> {

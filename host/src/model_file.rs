@@ -1,11 +1,11 @@
-//! Weight files on disk: aligned reads, and whether this build holds the shape of a
-//! file (writes go through [`crate::safe_write`]).
+//! Weight files on disk, `f32` or int8: reads, and whether this build holds the shape
+//! of a file (writes go through [`crate::safe_write`]).
 
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
-use microgpt_core::weights_format::{Encoding, encoded_len, write};
-use microgpt_core::{Config, Dims, Error, Vocab, WeightFile, Weights, find, presets};
+use microgpt_core::weights_format::{Encoding, encoded_len, write, write_int8};
+use microgpt_core::{Config, Dims, Error, Params, Vocab, WeightFile, Weights, find, presets};
 
 use crate::aligned_bytes::AlignedBytes;
 use crate::training::CHECKPOINT_FORMAT;
@@ -118,14 +118,26 @@ impl WeightBytes {
     }
 }
 
-/// The weights of `C` from a checked file, read in place.
-pub fn weights_of<'a, C: Config>(file: &WeightFile<'a>) -> Result<Weights<'a, C>> {
-    file.weights::<C>().map_err(|e| anyhow!("{e}"))
+/// The weights of `C` from a checked file, as `f32` in RAM: int8 weights dequantised,
+/// which is what the chip computes from their bytes, bit for bit.
+pub fn params_of<C: Config>(file: &WeightFile<'_>) -> Result<Box<Params<C>>> {
+    let mut params: Box<Params<C>> = bytemuck::zeroed_box();
+    params.reset(file.vocab().len())?;
+    file.copy_params::<C>(params.as_mut_slice())?;
+    Ok(params)
 }
 
-/// Encodes weights and their vocabulary as a weight file.
-pub fn encode<C: Config>(vocab: &Vocab, weights: &Weights<'_, C>) -> Result<Vec<u8>> {
-    let mut out = vec![0u8; encoded_len(&weights.dims(), Encoding::F32)];
-    write(&mut out, vocab, weights)?;
+/// Encodes weights and their vocabulary as a weight file of `encoding` (int8 weights
+/// are quantised here).
+pub fn encode<C: Config>(
+    vocab: &Vocab,
+    weights: &Weights<'_, C>,
+    encoding: Encoding,
+) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; encoded_len(&weights.dims(), encoding)];
+    match encoding {
+        Encoding::F32 => write(&mut out, vocab, weights)?,
+        Encoding::Int8 => write_int8(&mut out, vocab, weights)?,
+    };
     Ok(out)
 }

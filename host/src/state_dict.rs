@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use microgpt_core::weights_format::Encoding;
 use microgpt_core::{Config, Dims, Layout, SHIPPED, Vocab, Weights, find, with_config};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
@@ -154,5 +155,5 @@ pub fn import_bytes(bytes: &[u8], path: &Path, fallback: Option<&Vocab>) -> Resu
 }
 
 fn encode_flat<C: Config>(vocab: &Vocab, flat: &[f32]) -> Result<Vec<u8>> {
-    encode(vocab, &Weights::<C>::new(flat, vocab.len())?)
+    encode(vocab, &Weights::<C>::new(flat, vocab.len())?, Encoding::F32)
 }

@@ -17,6 +17,7 @@ use crate::parallel::{Diverged, ParallelTrainer, cores, default_threads};
 use crate::progress::Progress;
 use crate::safe_write::{check_outputs, write_atomic};
 use crate::simd::Simd;
+use microgpt_core::weights_format::Encoding;
 
 /// What to train, and how.
 #[derive(Clone, Debug)]
@@ -324,7 +325,10 @@ fn train_with<C: Config, K: Kernels<f32>>(
     let seconds = progress.finish().as_secs_f64();
 
     if let (Some(out), Some(ckpt)) = (&opts.out, &ckpt) {
-        write_atomic(out, &encode(&vocab, &trainer.params().weights())?)?;
+        write_atomic(
+            out,
+            &encode(&vocab, &trainer.params().weights(), Encoding::F32)?,
+        )?;
         save_checkpoint(ckpt, &trainer, &vocab, opts, done, train_docs.len())?;
         if stopped_by != 0 {
             return Err(Interrupted {

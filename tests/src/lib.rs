@@ -298,7 +298,13 @@ pub fn odd_weights() -> Vec<u8> {
     }
     let vocab = microgpt_core::Vocab::from_chars('a'..='z').unwrap();
     let p = microgpt_core::Params::<Odd>::new(27).unwrap();
-    let mut out = vec![0u8; microgpt_core::weights_format::encoded_len(&p.weights().dims(), microgpt_core::weights_format::Encoding::F32)];
+    let mut out = vec![
+        0u8;
+        microgpt_core::weights_format::encoded_len(
+            &p.weights().dims(),
+            microgpt_core::weights_format::Encoding::F32
+        )
+    ];
     microgpt_core::weights_format::write(&mut out, &vocab, &p.weights()).unwrap();
     out
 }
