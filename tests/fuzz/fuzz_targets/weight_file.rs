@@ -1,12 +1,14 @@
 //! The weight-file reader, as the firmware (core) and the CLI (host) use it: any bytes
 //! give a file or a typed error, never a panic, and a file that parses gives weights of
-//! the config it names. The bytes are tried as they are, and with their checksum
+//! the config it names, `f32` or int8 (whose decoder computes what its dequantised
+//! copy computes). The bytes are tried as they are, and with their checksum
 //! repaired, so that mutations reach the checks behind it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use microgpt::model_file::WeightBytes;
-use microgpt_core::{Config, WeightFile, with_config};
+use microgpt_core::weights_format::Encoding;
+use microgpt_core::{Config, Decoder, Params, Scalar, WeightFile, with_config};
 
 /// Every view the tools take of a checked file.
 fn views<C: Config>(file: &WeightFile<'_>) {
@@ -15,8 +17,24 @@ fn views<C: Config>(file: &WeightFile<'_>) {
     file.copy_params::<C>(&mut copy)
         .expect("a held shape copies");
     assert!(copy.iter().all(|x| x.is_finite()));
-    if let Ok(w) = file.weights::<C>() {
-        assert_eq!(w.as_slice(), &copy[..]);
+    match file.encoding() {
+        Encoding::F32 => {
+            if let Ok(w) = file.weights::<C>() {
+                assert_eq!(w.as_slice(), &copy[..]);
+            }
+        }
+        Encoding::Int8 => {
+            let Ok(int8) = file.int8_weights::<C>() else {
+                return;
+            };
+            let mut params: Box<Params<C>> = bytemuck::zeroed_box();
+            params.copy_from(file.vocab().len(), &copy).unwrap();
+            let (mut a, mut b): (Box<Decoder<C>>, Box<Decoder<C>>) =
+                (bytemuck::zeroed_box(), bytemuck::zeroed_box());
+            let x = a.step::<Scalar>(&int8, 0).unwrap().to_vec();
+            let y = b.step::<Scalar>(&params.weights(), 0).unwrap();
+            assert!(x.iter().zip(y.iter()).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
     }
 }
 
