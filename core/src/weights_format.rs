@@ -157,6 +157,11 @@ pub fn write<C: Config>(
     Ok(len)
 }
 
+/// Whether every weight of a row with scale `s` is a finite `f32` (−128 · s included).
+fn scale_fits(s: f32) -> bool {
+    (s * 128.0).is_finite()
+}
+
 /// Quantises `weights` to int8, row by row ([`crate::int8`]), and writes them with
 /// `vocab` as an int8 weight file into `out`; returns its length.
 pub fn write_int8<C: Config>(
@@ -179,7 +184,13 @@ pub fn write_int8<C: Config>(
             .zip(q[range].chunks_exact_mut(cols));
         let slots = scales[4 * layout.first_row(t)..].chunks_exact_mut(4);
         for ((row, q), slot) in rows.zip(slots) {
-            slot.copy_from_slice(&quantize_row(row, q).to_le_bytes());
+            let s = quantize_row(row, q);
+            if !scale_fits(s) {
+                return Err(Error::Usage(
+                    "a weight is too large for int8: its row's scale would overflow",
+                ));
+            }
+            slot.copy_from_slice(&s.to_le_bytes());
         }
     }
     seal(out, len);
@@ -289,8 +300,13 @@ impl<'a> WeightFile<'a> {
             return Err(Error::NonFiniteWeight { index });
         }
         if encoding == Encoding::Int8 {
-            if values.any(|w| f32::from_bits(w) < 0.0) {
+            if values.clone().any(|w| f32::from_bits(w) < 0.0) {
                 return Err(Error::Corrupt("an int8 row scale is negative"));
+            }
+            if values.any(|w| !scale_fits(f32::from_bits(w))) {
+                return Err(Error::Corrupt(
+                    "an int8 row scale is so large that its weights are not finite",
+                ));
             }
             if params[floats.len() + dims.num_params()..]
                 .iter()

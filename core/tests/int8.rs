@@ -202,6 +202,12 @@ fn each_kind_of_damage_has_its_error() {
         Err(Error::Corrupt("an int8 row scale is negative"))
     );
     assert_eq!(
+        damaged(&words, put(scales + 4 * 2, f32::MAX / 100.0)),
+        Err(Error::Corrupt(
+            "an int8 row scale is so large that its weights are not finite"
+        ))
+    );
+    assert_eq!(
         damaged(&words, |b| b[padding] = 7),
         Err(Error::Corrupt(
             "the padding after the int8 weights is not zero"
@@ -233,6 +239,11 @@ fn the_writer_refuses_what_it_cannot_store() {
     );
     assert!(matches!(
         write_int8(&mut out, &vocab_of(&["ab"]), &p.weights()),
+        Err(Error::Usage(_))
+    ));
+    p.as_mut_slice()[7] = f32::MAX;
+    assert!(matches!(
+        write_int8(&mut out, &vocab, &p.weights()),
         Err(Error::Usage(_))
     ));
     p.as_mut_slice()[42] = f32::NAN;
