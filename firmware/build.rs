@@ -1,5 +1,6 @@
 //! Picks the board, links with its runtime (cortex-m-rt or riscv-rt) and defmt, and
-//! embeds the weights (checked), the seed and the name count.
+//! embeds the weights (checked), the seed and the name count, with the config and the
+//! encoding of the weights: the only ones the program then compiles in.
 //!
 //! The linker scripts are passed here rather than as rustflags in `.cargo/config.toml`:
 //! cargo ignores that file when started from another folder, and the build would then

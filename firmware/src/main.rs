@@ -1,6 +1,6 @@
 //! microgpt on a microcontroller (Cortex-M or RISC-V): validates the weights flashed
-//! with the firmware, generates names from them with the core's scalar kernels and
-//! Python's random generator, and logs each with defmt. `microgpt sample --weights W
+//! with the firmware (`f32` or int8, read in place), generates names from them with the
+//! core's scalar kernels and Python's random generator, and logs each with defmt. `microgpt sample --weights W
 //! --seed S --count N` on a host prints the very same names.
 #![no_std]
 #![no_main]
