@@ -27,6 +27,9 @@ pub struct BenchOptions {
     pub repeat: usize,
     /// The numpy peer (`ref_numpy.py`), timed in the same run if it exists.
     pub numpy_peer: PathBuf,
+    /// The PyTorch and JAX peer (`host/peers/framework_peer.py`), timed in the same run
+    /// for each framework that python3 has.
+    pub framework_peer: PathBuf,
     /// microgpt.py, timed in the same run if given (it takes about 90 s).
     pub microgpt_py: Option<PathBuf>,
 }
@@ -137,6 +140,21 @@ fn python(script: &Path, args: &[&str], dir: Option<&Path>) -> Result<(String, f
     ))
 }
 
+/// Whether python3 can import `module`.
+fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The number after `key` on a line of a peer's output.
+fn reported(out: &str, key: &str) -> Result<f64> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+        .with_context(|| format!("the peer printed no \"{key}\""))
+}
+
 /// Measures every figure and prints the table.
 pub fn bench(opts: &BenchOptions) -> Result<()> {
     let data = Dataset::load(&opts.data)?;
@@ -188,7 +206,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     );
 
     // The seconds of one makemore step on the last thread count (the default here).
-    let mut makemore_step_secs = 0.0;
+    let (mut makemore_step_secs, mut makemore_rate) = (0.0, 0.0);
     for threads in [1, 2] {
         let mut rows_per_step = 0.0;
         let rate = median_of(r, || {
@@ -196,7 +214,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
             rows_per_step = rows as f64 / 20.0;
             Ok(rows as f64 / secs)
         })?;
-        makemore_step_secs = rows_per_step / rate;
+        (makemore_step_secs, makemore_rate) = (rows_per_step / rate, rate);
         row(
             &format!(
                 "makemore, batch 32, {}: training tokens/s",
@@ -239,10 +257,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         );
     }
 
-    let numpy = Command::new("python3")
-        .args(["-c", "import numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let numpy = python_has("numpy");
     if !numpy {
         eprintln!(
             "(python3 has no numpy: the numpy peer is skipped; pip install numpy to time it)"
@@ -260,10 +275,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
             ],
             None,
         )?;
-        let secs: f64 = out
-            .lines()
-            .find_map(|l| l.strip_prefix("train seconds: ")?.trim().parse().ok())
-            .context("the numpy peer printed no time")?;
+        let secs = reported(&out, "train seconds: ")?;
         row(
             "numpy peer, microgpt's schedule (same run)",
             format!("{:.1} ms ({:.0}× ours)", secs * 1e3, secs * 1e3 / simd_ms),
@@ -272,6 +284,47 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         eprintln!(
             "(the numpy peer is not at {}; skipped)",
             opts.numpy_peer.display()
+        );
+    }
+    for (framework, module) in [("PyTorch", "torch"), ("JAX", "jax")] {
+        if !python_has(module) {
+            eprintln!("(python3 has no {module}: the {framework} peer is skipped)");
+            continue;
+        }
+        let peer = |args: &[&str]| -> Result<(f64, f64, f64)> {
+            let data = opts.data.to_string_lossy();
+            let mut all = vec!["--framework", module, "--data", &data];
+            all.extend(args);
+            let (out, _) = python(&opts.framework_peer, &all, None)?;
+            let secs = reported(&out, "train seconds: ")?;
+            Ok((
+                secs,
+                reported(&out, "tokens: ")?,
+                reported(&out, "compile seconds: ")?,
+            ))
+        };
+        let (secs, _, compile) = peer(&["--config", "micro", "--steps", "1000", "--threads", "1"])?;
+        let compiled = if compile > 0.0 {
+            format!(", after {compile:.1} s of compilation")
+        } else {
+            String::new()
+        };
+        row(
+            &format!("{framework} peer, microgpt's schedule, 1 thread (same run)"),
+            format!(
+                "{:.0} ms ({:.0}× ours){compiled}",
+                secs * 1e3,
+                secs * 1e3 / simd_ms
+            ),
+        );
+        let makemore = ["--config", "makemore", "--batch", "32", "--steps", "50"];
+        let (secs, tokens, _) = peer(&[&makemore[..], &["--threads", "2"]].concat())?;
+        let rate = tokens / secs;
+        row(
+            &format!(
+                "{framework} peer, makemore, batch 32, 2 threads: training tokens/s (same run)"
+            ),
+            format!("{rate:.0} (ours {:.1}× as many)", makemore_rate / rate),
         );
     }
     if let Some(py) = &opts.microgpt_py {

@@ -69,6 +69,10 @@ struct BenchArgs {
     /// The numpy peer, timed in the same run when it exists.
     #[arg(long, default_value = "../shared/peers/ref_numpy.py")]
     numpy_peer: PathBuf,
+    /// The PyTorch and JAX peer, timed in the same run for each of the two that python3
+    /// can import.
+    #[arg(long, default_value = "host/peers/framework_peer.py")]
+    framework_peer: PathBuf,
     /// microgpt.py, timed in the same run (about 90 s); it runs in its own folder,
     /// which must hold its input.txt.
     #[arg(long, value_name = "PATH")]
@@ -330,6 +334,7 @@ fn main() -> ExitCode {
             data: a.data,
             repeat: a.repeat,
             numpy_peer: a.numpy_peer,
+            framework_peer: a.framework_peer,
             microgpt_py: a.microgpt_py,
         }),
     };
