@@ -149,9 +149,81 @@ fn gemm<const ADD: bool>(out: &mut [f32], width: usize, coef: Coef<'_>, vecs: &[
     }
 }
 
+/// A register of lanes for [`gemm_cols`]: the product's one need of a vector type.
+trait Lanes: Copy {
+    /// Lanes per register.
+    const N: usize;
+    const ZERO: Self;
+    fn splat(x: f32) -> Self;
+    fn load(s: &[f32]) -> Self;
+    fn store(self, s: &mut [f32]);
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    fn add(self, b: Self) -> Self;
+}
+
+impl Lanes for f32x8 {
+    const N: usize = 8;
+    const ZERO: Self = f32x8::ZERO;
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        f32x8::splat(x)
+    }
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        load(s)
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        store(s, self)
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32x8::mul_add(self, a, b)
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        self + b
+    }
+}
+
+#[cfg(target_feature = "avx512f")]
+impl Lanes for wide::f32x16 {
+    const N: usize = 16;
+    const ZERO: Self = wide::f32x16::ZERO;
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        wide::f32x16::splat(x)
+    }
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        wide::f32x16::new(s[..16].try_into().expect("a slice of 16"))
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        s[..16].copy_from_slice(self.as_array());
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        wide::f32x16::mul_add(self, a, b)
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        self + b
+    }
+}
+
+/// The widest registers of [`gemm`]: one AVX-512 register where the CPU has them (twice
+/// the columns per instruction), else one AVX register. (`wide`'s 16 lanes without
+/// AVX-512 are two AVX registers, and 6 rows of them would not fit the register file.)
+#[cfg(target_feature = "avx512f")]
+type Widest = wide::f32x16;
+#[cfg(not(target_feature = "avx512f"))]
+type Widest = f32x8;
+
 /// [`gemm`] for the `A` output rows from `a0`, with the sum over `k` split into `P`
-/// partial sums: blocks of 16 columns (two registers per row and partial sum), then 8,
-/// then the scalar tail.
+/// partial sums: blocks of two registers of the widest lanes, then of one, then of 8
+/// lanes, then the scalar tail. Every lane adds its products in the same order whatever
+/// the register width, so the width changes the speed, not the bits.
 #[inline(always)]
 fn gemm_rows<const ADD: bool, const A: usize, const P: usize>(
     out: &mut [f32],
@@ -161,27 +233,58 @@ fn gemm_rows<const ADD: bool, const A: usize, const P: usize>(
     vecs: &[f32],
     ks: Range<usize>,
 ) {
+    let j = gemm_cols::<ADD, A, P, Widest>(out, width, a0, coef, vecs, ks.clone(), 0);
+    let j = if Widest::N > 8 {
+        gemm_cols::<ADD, A, P, f32x8>(out, width, a0, coef, vecs, ks.clone(), j)
+    } else {
+        j
+    };
+    let at = |a: usize, j: usize| (a0 + a) * width + j;
+    for j in j..width {
+        for r in 0..A {
+            let mut s = if ADD { out[at(r, j)] } else { 0.0 };
+            for k in ks.clone() {
+                s += coef.data[(a0 + r) * coef.a_stride + k * coef.k_stride] * vecs[k * width + j];
+            }
+            out[at(r, j)] = s;
+        }
+    }
+}
+
+/// The columns from `j` of [`gemm_rows`] in blocks of `2 · V::N` and then `V::N` lanes;
+/// returns the first column left.
+#[inline(always)]
+fn gemm_cols<const ADD: bool, const A: usize, const P: usize, V: Lanes>(
+    out: &mut [f32],
+    width: usize,
+    a0: usize,
+    coef: Coef<'_>,
+    vecs: &[f32],
+    ks: Range<usize>,
+    mut j: usize,
+) -> usize {
     let (k_start, ks) = (ks.start, ks.end);
     let (sa, sk) = (coef.a_stride, coef.k_stride);
-    // SAFETY (all three): `gemm` checked that rows `a0..a0 + A` of `out`, rows `0..ks` of
+    let n = V::N;
+    // SAFETY (both): `gemm` checked that rows `a0..a0 + A` of `out`, rows `0..ks` of
     // `vecs` and the coefficients of those rows and of `k < ks` are in bounds, and `j`
     // stays below `width` less the lanes read.
-    let c = |a: usize, k: usize| f32x8::splat(unsafe { *coef.data.get_unchecked(a * sa + k * sk) });
-    let v =
-        |k: usize, j: usize| load(unsafe { vecs.get_unchecked(k * width + j..k * width + j + 8) });
+    let c = |a: usize, k: usize| V::splat(unsafe { *coef.data.get_unchecked(a * sa + k * sk) });
+    let v = |k: usize, j: usize| {
+        V::load(unsafe { vecs.get_unchecked(k * width + j..k * width + j + n) })
+    };
     let at = |a: usize, j: usize| (a0 + a) * width + j;
-    let mut j = 0;
-    while j + 16 <= width {
-        let mut acc = [[[f32x8::ZERO; 2]; A]; P];
+    while j + 2 * n <= width {
+        let mut acc = [[[V::ZERO; 2]; A]; P];
         if ADD {
             for (r, acc) in acc[0].iter_mut().enumerate() {
-                *acc = [load(&out[at(r, j)..]), load(&out[at(r, j + 8)..])];
+                *acc = [V::load(&out[at(r, j)..]), V::load(&out[at(r, j + n)..])];
             }
         }
         let mut k = k_start;
         while k + P <= ks {
             for (p, acc) in acc.iter_mut().enumerate() {
-                let (v0, v1) = (v(k + p, j), v(k + p, j + 8));
+                let (v0, v1) = (v(k + p, j), v(k + p, j + n));
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let c = c(a0 + r, k + p);
                     acc[0] = c.mul_add(v0, acc[0]);
@@ -191,7 +294,7 @@ fn gemm_rows<const ADD: bool, const A: usize, const P: usize>(
             k += P;
         }
         for k in k..ks {
-            let (v0, v1) = (v(k, j), v(k, j + 8));
+            let (v0, v1) = (v(k, j), v(k, j + n));
             for (r, acc) in acc[0].iter_mut().enumerate() {
                 let c = c(a0 + r, k);
                 acc[0] = c.mul_add(v0, acc[0]);
@@ -199,19 +302,19 @@ fn gemm_rows<const ADD: bool, const A: usize, const P: usize>(
             }
         }
         for r in 0..A {
-            let (s0, s1) = acc.iter().fold((f32x8::ZERO, f32x8::ZERO), |(x, y), p| {
-                (x + p[r][0], y + p[r][1])
+            let (s0, s1) = acc.iter().fold((V::ZERO, V::ZERO), |(x, y), p| {
+                (x.add(p[r][0]), y.add(p[r][1]))
             });
-            store(&mut out[at(r, j)..], s0);
-            store(&mut out[at(r, j + 8)..], s1);
+            s0.store(&mut out[at(r, j)..]);
+            s1.store(&mut out[at(r, j + n)..]);
         }
-        j += 16;
+        j += 2 * n;
     }
-    if j + 8 <= width {
-        let mut acc = [[f32x8::ZERO; A]; P];
+    if j + n <= width {
+        let mut acc = [[V::ZERO; A]; P];
         if ADD {
             for (r, acc) in acc[0].iter_mut().enumerate() {
-                *acc = load(&out[at(r, j)..]);
+                *acc = V::load(&out[at(r, j)..]);
             }
         }
         let mut k = k_start;
@@ -231,22 +334,13 @@ fn gemm_rows<const ADD: bool, const A: usize, const P: usize>(
             }
         }
         for r in 0..A {
-            store(
-                &mut out[at(r, j)..],
-                acc.iter().fold(f32x8::ZERO, |x, p| x + p[r]),
-            );
+            acc.iter()
+                .fold(V::ZERO, |x, p| x.add(p[r]))
+                .store(&mut out[at(r, j)..]);
         }
-        j += 8;
+        j += n;
     }
-    for j in j..width {
-        for r in 0..A {
-            let mut s = if ADD { out[at(r, j)] } else { 0.0 };
-            for k in k_start..ks {
-                s += coef.data[(a0 + r) * sa + k * sk] * vecs[k * width + j];
-            }
-            out[at(r, j)] = s;
-        }
-    }
+    j
 }
 
 impl Kernels<f32> for Simd {
