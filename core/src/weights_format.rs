@@ -357,36 +357,40 @@ impl<'a> WeightFile<'a> {
     /// An int8 file has no `f32` weights to read in place: see [`Self::int8_weights`]
     /// and [`Self::copy_params`].
     pub fn weights<C: Config>(&self) -> Result<Weights<'a, C, f32>, Error> {
-        self.check::<C>()?;
-        if self.encoding != Encoding::F32 {
-            return Err(Error::Usage(
-                "the weights are int8: run them with int8_weights, or dequantise them with copy_params",
-            ));
-        }
-        if cfg!(target_endian = "big") {
-            return Err(Error::Usage(
-                "in-place weights need a little-endian target; use copy_params",
-            ));
-        }
+        self.check_in_place::<C>(Encoding::F32)?;
         let params: &'a [f32] =
             bytemuck::try_cast_slice(self.params).map_err(|_| Error::Misaligned)?;
         Weights::new(params, self.dims.vocab)
     }
 
-    /// The int8 parameters as weights of `C`, read in place with no copy (from a file at a
-    /// 4-byte aligned address, as [`Self::weights`]).
-    pub fn int8_weights<C: Config>(&self) -> Result<Int8Weights<'a, C>, Error> {
+    /// Whether the parameters can be read in place as `encoding` for `C`.
+    fn check_in_place<C: Config>(&self, encoding: Encoding) -> Result<(), Error> {
         self.check::<C>()?;
-        if self.encoding != Encoding::Int8 {
-            return Err(Error::Usage(
-                "the weights are f32, not int8: read them with weights",
-            ));
+        match (self.encoding, encoding) {
+            (found, wanted) if found == wanted => {}
+            (Encoding::Int8, _) => {
+                return Err(Error::Usage(
+                    "the weights are int8: run them with int8_weights, or dequantise them with copy_params",
+                ));
+            }
+            (Encoding::F32, _) => {
+                return Err(Error::Usage(
+                    "the weights are f32, not int8: read them with weights",
+                ));
+            }
         }
         if cfg!(target_endian = "big") {
             return Err(Error::Usage(
                 "in-place weights need a little-endian target; use copy_params",
             ));
         }
+        Ok(())
+    }
+
+    /// The int8 parameters as weights of `C`, read in place with no copy (from a file at a
+    /// 4-byte aligned address, as [`Self::weights`]).
+    pub fn int8_weights<C: Config>(&self) -> Result<Int8Weights<'a, C>, Error> {
+        self.check_in_place::<C>(Encoding::Int8)?;
         let (scales, q) = self.params.split_at(4 * Layout::new(self.dims).rows());
         let scales: &'a [f32] = bytemuck::try_cast_slice(scales).map_err(|_| Error::Misaligned)?;
         let q: &'a [i8] = bytemuck::cast_slice(&q[..self.dims.num_params()]);

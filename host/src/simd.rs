@@ -251,8 +251,8 @@ fn gemm_rows<const ADD: bool, const A: usize, const P: usize>(
     }
 }
 
-/// The columns from `j` of [`gemm_rows`] in blocks of `2 · V::N` and then `V::N` lanes;
-/// returns the first column left.
+/// The columns from `j` of [`gemm_rows`] in blocks of two registers of `V`, then of
+/// one; returns the first column left.
 #[inline(always)]
 fn gemm_cols<const ADD: bool, const A: usize, const P: usize, V: Lanes>(
     out: &mut [f32],
@@ -263,84 +263,75 @@ fn gemm_cols<const ADD: bool, const A: usize, const P: usize, V: Lanes>(
     ks: Range<usize>,
     mut j: usize,
 ) -> usize {
+    while j + 2 * V::N <= width {
+        gemm_block::<ADD, A, P, 2, V>(out, width, a0, coef, vecs, ks.clone(), j);
+        j += 2 * V::N;
+    }
+    if j + V::N <= width {
+        gemm_block::<ADD, A, P, 1, V>(out, width, a0, coef, vecs, ks, j);
+        j += V::N;
+    }
+    j
+}
+
+/// One block of [`gemm_cols`]: `R` registers of `V` from column `j`, for each of the `A`
+/// rows and `P` partial sums (`A · P · R` accumulators).
+#[inline(always)]
+fn gemm_block<const ADD: bool, const A: usize, const P: usize, const R: usize, V: Lanes>(
+    out: &mut [f32],
+    width: usize,
+    a0: usize,
+    coef: Coef<'_>,
+    vecs: &[f32],
+    ks: Range<usize>,
+    j: usize,
+) {
     let (k_start, ks) = (ks.start, ks.end);
-    let (sa, sk) = (coef.a_stride, coef.k_stride);
-    let n = V::N;
+    let (sa, sk, n) = (coef.a_stride, coef.k_stride, V::N);
     // SAFETY (both): `gemm` checked that rows `a0..a0 + A` of `out`, rows `0..ks` of
-    // `vecs` and the coefficients of those rows and of `k < ks` are in bounds, and `j`
-    // stays below `width` less the lanes read.
+    // `vecs` and the coefficients of those rows and of `k < ks` are in bounds, and the
+    // block's `R · n` columns from `j` are within `width`.
     let c = |a: usize, k: usize| V::splat(unsafe { *coef.data.get_unchecked(a * sa + k * sk) });
     let v = |k: usize, j: usize| {
         V::load(unsafe { vecs.get_unchecked(k * width + j..k * width + j + n) })
     };
-    let at = |a: usize, j: usize| (a0 + a) * width + j;
-    while j + 2 * n <= width {
-        let mut acc = [[[V::ZERO; 2]; A]; P];
-        if ADD {
-            for (r, acc) in acc[0].iter_mut().enumerate() {
-                *acc = [V::load(&out[at(r, j)..]), V::load(&out[at(r, j + n)..])];
-            }
+    let at = |a: usize, i: usize| (a0 + a) * width + j + i * n;
+    let mut acc = [[[V::ZERO; R]; A]; P];
+    if ADD {
+        for (r, acc) in acc[0].iter_mut().enumerate() {
+            *acc = core::array::from_fn(|i| V::load(&out[at(r, i)..]));
         }
-        let mut k = k_start;
-        while k + P <= ks {
-            for (p, acc) in acc.iter_mut().enumerate() {
-                let (v0, v1) = (v(k + p, j), v(k + p, j + n));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let c = c(a0 + r, k + p);
-                    acc[0] = c.mul_add(v0, acc[0]);
-                    acc[1] = c.mul_add(v1, acc[1]);
-                }
-            }
-            k += P;
-        }
-        for k in k..ks {
-            let (v0, v1) = (v(k, j), v(k, j + n));
-            for (r, acc) in acc[0].iter_mut().enumerate() {
-                let c = c(a0 + r, k);
-                acc[0] = c.mul_add(v0, acc[0]);
-                acc[1] = c.mul_add(v1, acc[1]);
-            }
-        }
-        for r in 0..A {
-            let (s0, s1) = acc.iter().fold((V::ZERO, V::ZERO), |(x, y), p| {
-                (x.add(p[r][0]), y.add(p[r][1]))
-            });
-            s0.store(&mut out[at(r, j)..]);
-            s1.store(&mut out[at(r, j + n)..]);
-        }
-        j += 2 * n;
     }
-    if j + n <= width {
-        let mut acc = [[V::ZERO; A]; P];
-        if ADD {
-            for (r, acc) in acc[0].iter_mut().enumerate() {
-                *acc = V::load(&out[at(r, j)..]);
-            }
-        }
-        let mut k = k_start;
-        while k + P <= ks {
-            for (p, acc) in acc.iter_mut().enumerate() {
-                let v0 = v(k + p, j);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    *acc = c(a0 + r, k + p).mul_add(v0, *acc);
+    // One pass over `k` for a partial sum each, then the rest into the first.
+    let mut k = k_start;
+    while k + P <= ks {
+        for (p, acc) in acc.iter_mut().enumerate() {
+            let vs: [V; R] = core::array::from_fn(|i| v(k + p, j + i * n));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let c = c(a0 + r, k + p);
+                for (acc, &v) in acc.iter_mut().zip(&vs) {
+                    *acc = c.mul_add(v, *acc);
                 }
             }
-            k += P;
         }
-        for k in k..ks {
-            let v0 = v(k, j);
-            for (r, acc) in acc[0].iter_mut().enumerate() {
-                *acc = c(a0 + r, k).mul_add(v0, *acc);
+        k += P;
+    }
+    for k in k..ks {
+        let vs: [V; R] = core::array::from_fn(|i| v(k, j + i * n));
+        for (r, acc) in acc[0].iter_mut().enumerate() {
+            let c = c(a0 + r, k);
+            for (acc, &v) in acc.iter_mut().zip(&vs) {
+                *acc = c.mul_add(v, *acc);
             }
         }
-        for r in 0..A {
+    }
+    for r in 0..A {
+        for i in 0..R {
             acc.iter()
-                .fold(V::ZERO, |x, p| x.add(p[r]))
-                .store(&mut out[at(r, j)..]);
+                .fold(V::ZERO, |x, p| x.add(p[r][i]))
+                .store(&mut out[at(r, i)..]);
         }
-        j += n;
     }
-    j
 }
 
 impl Kernels<f32> for Simd {
