@@ -9,9 +9,9 @@
 //!
 //! Every matrix product is one register-blocked kernel, [`gemm`], that accumulates
 //! `out[a, :] += Σ_k coef(a, k) · vecs[k, :]` over rows of 16 lanes where the CPU has
-//! AVX-512, else 8: the forward product
-//! reads the transposed weights (`Matrix::t`), the input gradient the weights, and the
-//! weight gradient the inputs. No product needs a horizontal sum.
+//! AVX-512, else 8: the forward product reads the transposed weights (`Matrix::t`), the
+//! input gradient the weights, and the weight gradient the inputs. No product needs a
+//! horizontal sum.
 
 use std::ops::Range;
 
