@@ -56,13 +56,14 @@ fn main() -> ! {
 /// The names program: checks the flashed weights and generates names from them.
 #[cfg_attr(feature = "train", allow(dead_code))]
 fn run() -> Result<(), Error> {
-    // A match, not `inspect_err` and `?`: each move of the file is a 1 KB copy of its
-    // vocabulary in this frame, which stays on the stack while the names are made.
-    let file = match WeightFile::parse(&WEIGHTS.0) {
+    // Borrowed where `parse` left it, never moved: each move of the file is a 1 KB copy
+    // of its vocabulary in this frame, which stays on the stack while the names are made.
+    let parsed = WeightFile::parse(&WEIGHTS.0);
+    let file = match &parsed {
         Ok(file) => file,
         Err(e) => {
             defmt::error!("the flashed weights are invalid: {}", e);
-            return Err(e);
+            return Err(*e);
         }
     };
     let dims = file.dims();
@@ -89,7 +90,7 @@ fn run() -> Result<(), Error> {
         );
         return Err(Error::Usage("this build does not hold the flashed model"));
     }
-    names::<Flashed>(&file)
+    names::<Flashed>(file)
 }
 
 /// The names program for the config `C` (the build's `Flashed`): logs the model, then
