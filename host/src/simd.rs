@@ -483,10 +483,17 @@ impl Kernels<f32> for Simd {
             .zip(g.chunks_exact(8))
             .zip(m.chunks_exact_mut(8))
             .zip(v.chunks_exact_mut(8));
+        // Moments below the smallest normal float are flushed to zero. A parameter
+        // whose gradient stays zero (the embedding of a token that no name uses) would
+        // otherwise decay into subnormals, whose arithmetic takes x86 a hundred times
+        // longer: it made 20,000 of microgpt's steps 2.7 times slower. The scalar
+        // kernels, the chip's, keep every bit of IEEE arithmetic.
+        let tiny = f32x8::splat(f32::MIN_POSITIVE);
+        let flush = |x: f32x8| x.abs().simd_lt(tiny).select(f32x8::ZERO, x);
         for (((p, g), m), v) in blocks {
             let g = load(g);
-            let mm = b1 * load(m) + c1 * g;
-            let vv = b2 * load(v) + c2 * g * g;
+            let mm = flush(b1 * load(m) + c1 * g);
+            let vv = flush(b2 * load(v) + c2 * g * g);
             store(m, mm);
             store(v, vv);
             store(p, load(p) * decay - k1 * mm / ((vv * k2).sqrt() + eps));
