@@ -190,6 +190,12 @@ pub struct Dropout {
 impl Dropout {
     /// No dropout.
     pub const NONE: Dropout = Dropout { rate: 0.0, seed: 0 };
+
+    /// The seed of the masks of block `l`'s attention output (`part` 0) or MLP output
+    /// (`part` 1), for the forward and for the backward that draws them again.
+    fn seed_of(&self, l: usize, part: u64) -> u64 {
+        self.seed ^ ((2 * l as u64 + part) << 48)
+    }
 }
 
 /// [`forward`] with [`Dropout`], for training. The masks stay in `acts` for
@@ -209,7 +215,6 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
     let (r, e) = (rows.len(), d.embd);
     acts.rows = 0;
     let a = acts.view(r, &d);
-    let seed = |l: usize, block: u64| dropout.seed ^ ((2 * l as u64 + block) << 48);
 
     let x0 = &mut a.scratch[..r * e];
     encoder_forward(x0, rows, w.wte(), w.wpe(), e);
@@ -224,14 +229,14 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
         K::matmul_forward(la.v, ln1, lw.wv);
         attention_forward::<F, K>(la.y, la.att, la.q, la.k, la.v, rows, &d);
         K::matmul_forward(la.xmid, la.y, lw.wo);
-        dropout_forward(la.xmid, dropout.rate, seed(l, 0));
+        dropout_forward(la.xmid, dropout.rate, dropout.seed_of(l, 0));
         residual_forward(la.xmid, la.xin);
         let ln2 = &mut a.scratch[..r * e];
         rmsnorm_forward::<F, K>(ln2, la.s2, la.xmid, e);
         K::matmul_forward(la.a, ln2, lw.fc1);
         relu_forward(la.a);
         K::matmul_forward(a.resid, la.a, lw.fc2);
-        dropout_forward(a.resid, dropout.rate, seed(l, 1));
+        dropout_forward(a.resid, dropout.rate, dropout.seed_of(l, 1));
         residual_forward(a.resid, la.xmid);
     }
     let logits = &mut a.scratch[..r * d.vocab];
@@ -278,7 +283,6 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
         });
     }
     let dropout = acts.dropout;
-    let seed = |l: usize, block: u64| dropout.seed ^ ((2 * l as u64 + block) << 48);
     acts.rows = 0;
     let a = acts.view(r, &d);
 
@@ -308,7 +312,7 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
         rmsnorm_recompute(ln2, la.xmid, la.s2, e);
         let dmlp: &[F] = if dropout.rate > 0.0 {
             let dmlp = carve(&mut s, r * e);
-            dropout_backward(dmlp, a.dres, dropout.rate, seed(l, 1));
+            dropout_backward(dmlp, a.dres, dropout.rate, dropout.seed_of(l, 1));
             dmlp
         } else {
             a.dres
@@ -324,7 +328,7 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
         let [ln1, dy, dq, dk, dv, dln] = [(); 6].map(|()| carve(&mut s, r * e));
         rmsnorm_recompute(ln1, la.xin, la.s1, e);
         let dattn: &[F] = if dropout.rate > 0.0 {
-            dropout_backward(dq, a.dres, dropout.rate, seed(l, 0));
+            dropout_backward(dq, a.dres, dropout.rate, dropout.seed_of(l, 0));
             dq
         } else {
             a.dres
