@@ -1,7 +1,7 @@
 //! microgpt on a microcontroller (Cortex-M or RISC-V): validates the weights flashed
 //! with the firmware (`f32` or int8, read in place), generates names from them with the
-//! core's scalar kernels and Python's random generator, and logs each with defmt. `microgpt sample --weights W
-//! --seed S --count N` on a host prints the very same names.
+//! core's scalar kernels and Python's random generator, and logs each with defmt.
+//! `microgpt sample --weights W --seed S --count N` on a host prints the very same names.
 #![no_std]
 #![no_main]
 
@@ -119,7 +119,8 @@ fn names<C: Config>(file: &WeightFile<'_>) -> Result<(), Error> {
     // take its size of stack twice.
     let (mut decoder, mut rng) = (Decoder::<C>::zeroed(), PyRandom::zeroed());
     rng.seed(SEED);
-    match file.encoding() {
+    // The build's encoding, a constant: the code of the other is not compiled in.
+    match ENCODING {
         Encoding::F32 => {
             let weights = file.weights::<C>().inspect_err(mismatch)?;
             log_names(&weights, file.vocab(), &mut decoder, &mut rng)?
