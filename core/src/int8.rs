@@ -7,9 +7,11 @@
 //! An int8 model *is* the `f32` model whose weights are `w = q as f32 * s`, rounded to
 //! `f32`. [`Int8Weights`] computes that product on the fly, from flash, as it reads
 //! each weight, and then the very sums of the [`Scalar`](crate::Scalar) kernels;
-//! [`dequantize_row`] writes the same weights out. A host that dequantises once and runs the
-//! `f32` code therefore gets the bits of a chip that reads the bytes, and the loss that
-//! int8 costs is the loss of the dequantised model.
+//! [`dequantize_row`] writes the same weights out. A host that dequantises once and
+//! runs the `f32` code therefore gets the bits of a chip that reads the bytes, and the
+//! loss that int8 costs is the loss of the dequantised model.
+//!
+//! The file format is in [`crate::weights_format`]; `microgpt quantize` writes it.
 
 use core::marker::PhantomData;
 

@@ -11,8 +11,8 @@
 //! | 12 | 4 | length of the whole file in bytes |
 //! | 16 | 24 | dims: vocab, embd, heads, layers, block, mlp (`u32` each) |
 //! | 40 | 4 · (vocab − 1) | the characters, as Unicode scalar values in ascending order (BOS is implied) |
-//! | … | 4 · params | `f32`: the parameters in [`Layout`](crate::Layout) order |
-//! | … | 4 · rows + params, then zeros to a multiple of 4 | int8: one `f32` scale per matrix row ([`Layout::rows`](crate::Layout::rows)), then the parameters as `i8` in [`Layout`](crate::Layout) order ([`crate::int8`]) |
+//! | … | 4 · params | `f32`: the parameters in [`Layout`] order |
+//! | … | 4 · rows + params, then zeros to a multiple of 4 | int8: one `f32` scale per matrix row ([`Layout::rows`]), then the parameters as `i8` in [`Layout`] order ([`crate::int8`]) |
 //! | length − 4 | 4 | CRC-32 (ISO-HDLC, the one of zlib and PNG) of every byte before it |
 //!
 //! [`WeightFile::parse`] checks all of it and never panics, whatever the bytes: each
