@@ -21,7 +21,8 @@ pub trait DecoderWeights<C: Config, F: Float> {
     type Matrix<'m>: Copy
     where
         Self: 'm;
-    /// The shape, with the vocabulary in use.
+    /// The shape, with the vocabulary in use: `C::DIMS` with at most its vocabulary,
+    /// which sizes the decoder's buffers.
     fn dims(&self) -> Dims;
     /// `x = wte[token] + wpe[pos]`.
     fn embed(&self, x: &mut [F], token: usize, pos: usize);

@@ -595,17 +595,7 @@ fn eval_with<C: Config>(
     threads: usize,
 ) -> Result<()> {
     let params = params_of::<C>(file)?;
-    if let Some(c) = data
-        .vocab
-        .chars()
-        .iter()
-        .find(|&&c| file.vocab().encode(c).is_err())
-    {
-        anyhow::bail!(
-            "{} has the character {c:?}, which the model does not know",
-            data.path.display()
-        );
-    }
+    known_to(data, file.vocab())?;
     data.warn_truncation::<C>();
     let names: Vec<&str> = data.docs.iter().map(String::as_str).collect();
     let mut workers = parallel::Workers::<C>::new(threads)?;
@@ -613,6 +603,22 @@ fn eval_with<C: Config>(
     eprintln!("{} names, {rows} predicted tokens", names.len());
     writeln!(std::io::stdout(), "{:.6}", sum / rows as f64)?;
     Ok(())
+}
+
+/// Every character of `data` is one the model knows.
+fn known_to(data: &Dataset, vocab: &Vocab) -> Result<()> {
+    match data
+        .vocab
+        .chars()
+        .iter()
+        .find(|&&c| vocab.encode(c).is_err())
+    {
+        Some(c) => anyhow::bail!(
+            "{} has the character {c:?}, which the model does not know",
+            data.path.display()
+        ),
+        None => Ok(()),
+    }
 }
 
 fn cmd_quantize(a: QuantizeArgs) -> Result<()> {
@@ -635,6 +641,9 @@ fn quantize_with<C: Config>(
     data: Option<&Dataset>,
 ) -> Result<()> {
     let vocab = file.vocab();
+    if let Some(data) = data {
+        known_to(data, vocab)?;
+    }
     let f32_params = params_of::<C>(file)?;
     let int8 = encode(vocab, &f32_params.weights(), Encoding::Int8)?;
     write_atomic(&a.out, &int8)?;
@@ -648,17 +657,6 @@ fn quantize_with<C: Config>(
     let Some(data) = data else {
         return Ok(());
     };
-    if let Some(c) = data
-        .vocab
-        .chars()
-        .iter()
-        .find(|&&c| vocab.encode(c).is_err())
-    {
-        anyhow::bail!(
-            "{} has the character {c:?}, which the model does not know: is it the list the weights were trained on?",
-            data.path.display()
-        );
-    }
     let (_, val_docs, _) = microgpt::dataset::split(&data.docs, a.seed);
     let names: Vec<&str> = val_docs.iter().map(String::as_str).collect();
     let int8_params = params_of::<C>(&microgpt_core::WeightFile::parse(&int8)?)?;
