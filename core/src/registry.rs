@@ -3,9 +3,11 @@
 //! A model's shape is chosen at run time (by a command-line flag, or by the dimensions
 //! recorded in a weight file), but its buffers are sized at compile time, so a program
 //! can only run the shapes it was built with. Those are the [`SHIPPED`] configs below.
-//! The CLI, the weight files, the safetensors import and the firmware all choose a
-//! config through [`find`] and [`with_config!`](crate::with_config), which read this one
-//! list: there is no second `match` on shapes anywhere.
+//! The CLI, the weight files and the safetensors import choose a config through
+//! [`find`] and [`with_config!`](crate::with_config), which read this one list: there
+//! is no second `match` on shapes anywhere. The firmware's build script asks [`find`]
+//! for the config of the weights it embeds ([`Shipped::config`]), and the firmware holds
+//! the code of that one config.
 //!
 //! # How the vocabulary capacity is carried
 //!
