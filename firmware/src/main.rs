@@ -56,16 +56,8 @@ fn main() -> ! {
 /// The names program: checks the flashed weights and generates names from them.
 #[cfg_attr(feature = "train", allow(dead_code))]
 fn run() -> Result<(), Error> {
-    // Borrowed where `parse` left it, never moved: each move of the file is a 1 KB copy
-    // of its vocabulary in this frame, which stays on the stack while the names are made.
     let parsed = WeightFile::parse(&WEIGHTS.0);
-    let file = match &parsed {
-        Ok(file) => file,
-        Err(e) => {
-            defmt::error!("the flashed weights are invalid: {}", e);
-            return Err(*e);
-        }
-    };
+    let file = accepted(&parsed, "the flashed weights")?;
     let dims = file.dims();
     defmt::info!(
         "weights: {} bytes, {} parameters in {}, {}",
@@ -91,6 +83,19 @@ fn run() -> Result<(), Error> {
         return Err(Error::Usage("this build does not hold the flashed model"));
     }
     names::<Flashed>(file)
+}
+
+/// The file of a parse, borrowed where `parse` left it, or its error, logged with `what`
+/// the weights are. Never a move: each move of a file is a 1 KB copy of its vocabulary
+/// in the caller's frame, which stays on the stack while the model runs.
+fn accepted<'r>(
+    parsed: &'r Result<WeightFile<'static>, Error>,
+    what: &str,
+) -> Result<&'r WeightFile<'static>, Error> {
+    parsed.as_ref().map_err(|&e| {
+        defmt::error!("{=str} are invalid: {}", what, e);
+        e
+    })
 }
 
 /// The names program for the config `C` (the build's `Flashed`): logs the model, then

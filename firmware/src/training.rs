@@ -30,15 +30,8 @@ static mut TRAINER: MaybeUninit<Trainer<MicroOne>> = MaybeUninit::zeroed();
 
 /// Trains, logs, and generates [`crate::COUNT`] names.
 pub fn run() -> Result<(), Error> {
-    // Borrowed where `parse` left it: each move would copy the file (1 KB) on the stack.
     let parsed = WeightFile::parse(&crate::TRAIN_INIT.0);
-    let init = match &parsed {
-        Ok(init) => init,
-        Err(e) => {
-            defmt::error!("the initial weights are invalid: {}", e);
-            return Err(*e);
-        }
-    };
+    let init = crate::accepted(&parsed, "the initial weights")?;
     let docs = core::str::from_utf8(crate::TRAIN_DOCS)
         .map_err(|_| Error::Corrupt("the word list is not UTF-8"))?;
     let vocab = init.vocab();
