@@ -291,7 +291,7 @@ impl<'a> WeightFile<'a> {
         // non-negative, and the padding after the int8 values zero.
         let floats = match encoding {
             Encoding::F32 => params,
-            Encoding::Int8 => &params[..4 * Layout::new(dims).rows()],
+            Encoding::Int8 => file.int8_parts().0,
         };
         let mut values = floats
             .chunks_exact(4)
@@ -391,10 +391,15 @@ impl<'a> WeightFile<'a> {
     /// 4-byte aligned address, as [`Self::weights`]).
     pub fn int8_weights<C: Config>(&self) -> Result<Int8Weights<'a, C>, Error> {
         self.check_in_place::<C>(Encoding::Int8)?;
-        let (scales, q) = self.params.split_at(4 * Layout::new(self.dims).rows());
+        let (scales, q) = self.int8_parts();
         let scales: &'a [f32] = bytemuck::try_cast_slice(scales).map_err(|_| Error::Misaligned)?;
-        let q: &'a [i8] = bytemuck::cast_slice(&q[..self.dims.num_params()]);
         Int8Weights::new(q, scales, self.dims.vocab)
+    }
+
+    /// The bytes of an int8 file's row scales, and its values without the padding.
+    fn int8_parts(&self) -> (&'a [u8], &'a [i8]) {
+        let (scales, q) = self.params.split_at(4 * Layout::new(self.dims).rows());
+        (scales, bytemuck::cast_slice(&q[..self.dims.num_params()]))
     }
 
     /// Copies the parameters of `C` into `out` as `f32`, from any alignment and on any
@@ -417,8 +422,7 @@ impl<'a> WeightFile<'a> {
                 }
             }
             Encoding::Int8 => {
-                let (scales, q) = self.params.split_at(4 * layout.rows());
-                let q: &[i8] = bytemuck::cast_slice(&q[..layout.len()]);
+                let (scales, q) = self.int8_parts();
                 // The scales are copied row by row, so a misaligned file still reads.
                 for (t, range, [rows, cols]) in layout.tensors() {
                     let first = layout.first_row(t);
