@@ -167,56 +167,38 @@ trait Lanes: Copy {
     fn add(self, b: Self) -> Self;
 }
 
-impl Lanes for f32x8 {
-    const N: usize = 8;
-    const ZERO: Self = f32x8::ZERO;
-    #[inline(always)]
-    fn splat(x: f32) -> Self {
-        f32x8::splat(x)
-    }
-    #[inline(always)]
-    fn load(s: &[f32]) -> Self {
-        load(s)
-    }
-    #[inline(always)]
-    fn store(self, s: &mut [f32]) {
-        store(s, self)
-    }
-    #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        f32x8::mul_add(self, a, b)
-    }
-    #[inline(always)]
-    fn add(self, b: Self) -> Self {
-        self + b
-    }
+/// [`Lanes`] for one of `wide`'s float vectors of `$n` lanes.
+macro_rules! lanes {
+    ($v:ty, $n:literal) => {
+        impl Lanes for $v {
+            const N: usize = $n;
+            const ZERO: Self = <$v>::ZERO;
+            #[inline(always)]
+            fn splat(x: f32) -> Self {
+                <$v>::splat(x)
+            }
+            #[inline(always)]
+            fn load(s: &[f32]) -> Self {
+                <$v>::new(s[..$n].try_into().expect("a slice of N lanes"))
+            }
+            #[inline(always)]
+            fn store(self, s: &mut [f32]) {
+                s[..$n].copy_from_slice(self.as_array());
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$v>::mul_add(self, a, b)
+            }
+            #[inline(always)]
+            fn add(self, b: Self) -> Self {
+                self + b
+            }
+        }
+    };
 }
-
+lanes!(f32x8, 8);
 #[cfg(target_feature = "avx512f")]
-impl Lanes for wide::f32x16 {
-    const N: usize = 16;
-    const ZERO: Self = wide::f32x16::ZERO;
-    #[inline(always)]
-    fn splat(x: f32) -> Self {
-        wide::f32x16::splat(x)
-    }
-    #[inline(always)]
-    fn load(s: &[f32]) -> Self {
-        wide::f32x16::new(s[..16].try_into().expect("a slice of 16"))
-    }
-    #[inline(always)]
-    fn store(self, s: &mut [f32]) {
-        s[..16].copy_from_slice(self.as_array());
-    }
-    #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        wide::f32x16::mul_add(self, a, b)
-    }
-    #[inline(always)]
-    fn add(self, b: Self) -> Self {
-        self + b
-    }
-}
+lanes!(wide::f32x16, 16);
 
 /// The widest registers of [`gemm`]: one AVX-512 register where the CPU has them (twice
 /// the columns per instruction), else one AVX register. (`wide`'s 16 lanes without
