@@ -42,6 +42,14 @@ def batches(path, batch, steps, vocab_out):
         yield rows
 
 
+def shapes(V, E, T, layers):
+    """microgpt's state_dict: each tensor's name and shape, in its order."""
+    top = [("wte", (V, E)), ("wpe", (T, E)), ("lm_head", (V, E))]
+    block = [("wq", (E, E)), ("wk", (E, E)), ("wv", (E, E)), ("wo", (E, E)),
+             ("fc1", (4 * E, E)), ("fc2", (E, 4 * E))]
+    return top + [(f"{l}.{k}", shape) for l in range(layers) for k, shape in block]
+
+
 def lr_at(step, steps):
     return 0.01 * (1 - step / steps)
 
@@ -58,11 +66,7 @@ def run_torch(args, embd, heads, layers):
     def w(*shape):
         return (torch.randn(*shape, generator=g) * 0.08).requires_grad_()
 
-    params = {"wte": w(V, E), "wpe": w(T, E), "lm_head": w(V, E)}
-    for l in range(layers):
-        for k, shape in [("wq", (E, E)), ("wk", (E, E)), ("wv", (E, E)), ("wo", (E, E)),
-                         ("fc1", (4 * E, E)), ("fc2", (E, 4 * E))]:
-            params[f"{l}.{k}"] = w(*shape)
+    params = {name: w(*shape) for name, shape in shapes(V, E, T, layers)}
     opt = torch.optim.Adam(params.values(), lr=0.01, betas=(0.85, 0.99), eps=1e-8)
     rms = lambda x: x * (x.pow(2).mean(-1, keepdim=True) + 1e-5).rsqrt()
 
@@ -115,11 +119,7 @@ def run_jax(args, embd, heads, layers):
     V, E, T = len(vocab) + 1, embd, BLOCK
     keys = iter(jax.random.split(jax.random.PRNGKey(42), 3 + 6 * layers))
     w = lambda *shape: jax.random.normal(next(keys), shape) * 0.08
-    params = {"wte": w(V, E), "wpe": w(T, E), "lm_head": w(V, E)}
-    for l in range(layers):
-        for k, shape in [("wq", (E, E)), ("wk", (E, E)), ("wv", (E, E)), ("wo", (E, E)),
-                         ("fc1", (4 * E, E)), ("fc2", (E, 4 * E))]:
-            params[f"{l}.{k}"] = w(*shape)
+    params = {name: w(*shape) for name, shape in shapes(V, E, T, layers)}
     rms = lambda x: x * jax.lax.rsqrt((x**2).mean(-1, keepdims=True) + 1e-5)
     causal = jnp.tril(jnp.ones((T, T), bool))
 
