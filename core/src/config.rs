@@ -68,13 +68,14 @@ impl Dims {
     }
 
     /// Floats in the inference state: the KV cache of every layer and position, plus the
-    /// per-token work vectors of [`Decoder`](crate::Decoder).
+    /// per-token work vectors of [`Decoder`](crate::Decoder) and the logits of its first
+    /// step, which [`Names`](crate::Names) keeps.
     pub const fn decoder_len(&self) -> usize {
         2 * self.layers * self.block * self.embd
             + 4 * self.embd
             + self.mlp
             + self.heads * self.block
-            + self.vocab
+            + 2 * self.vocab
     }
 
     /// Floats of training activations per row (one row is one predicted position).

@@ -41,6 +41,8 @@ pub trait Float:
     fn from_f64(x: f64) -> Self;
     /// Widens to `f64` (exact).
     fn to_f64(self) -> f64;
+    /// Rounds to `f32` (exact for `f32`).
+    fn to_f32(self) -> f32;
     /// e^x, from `libm`.
     fn exp(self) -> Self;
     /// Natural logarithm, from `libm`.
@@ -73,6 +75,9 @@ impl Float for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    fn to_f32(self) -> f32 {
+        self
+    }
     fn exp(self) -> Self {
         libm::expf(self)
     }
@@ -102,6 +107,9 @@ impl Float for f64 {
     }
     fn to_f64(self) -> f64 {
         self
+    }
+    fn to_f32(self) -> f32 {
+        self as f32
     }
     fn exp(self) -> Self {
         libm::exp(self)

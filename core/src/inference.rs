@@ -2,7 +2,7 @@
 //!
 //! [`Decoder`] is microgpt's `gpt(token_id, pos_id, keys, values)` with the lists of
 //! keys and values replaced by one array sized at compile time: `C::DECODER_BYTES`
-//! (2,924 bytes for [`Micro`](crate::Micro)). The weights are only borrowed, so on a
+//! (3,032 bytes for [`Micro`](crate::Micro)). The weights are only borrowed, so on a
 //! microcontroller they can stay in flash, as `f32` ([`Weights`]) or int8
 //! ([`Int8Weights`](crate::Int8Weights)): anything that is [`DecoderWeights`].
 
@@ -112,6 +112,36 @@ impl<C: Config, F: Float> Decoder<C, F> {
             .unwrap_or(&[])
     }
 
+    /// The logits of the last step and the copy kept of the first, for weights of
+    /// the shape `d`: the last two regions of the buffer.
+    fn logits_and_first(&mut self, d: Dims) -> (&mut [F], &mut [F]) {
+        let start = C::DIMS.decoder_len() - 2 * C::DIMS.vocab;
+        let (logits, first) = self.buf.as_mut()[start..].split_at_mut(C::DIMS.vocab);
+        (&mut logits[..d.vocab], &mut first[..d.vocab])
+    }
+
+    /// The logits of the last step.
+    pub(crate) fn last_logits(&mut self, d: Dims) -> &mut [F] {
+        self.logits_and_first(d).0
+    }
+
+    /// Keeps the logits of the step just made (the first of a sequence), for
+    /// [`Decoder::resume_first`].
+    pub(crate) fn keep_first(&mut self, d: Dims) {
+        let (logits, first) = self.logits_and_first(d);
+        first.copy_from_slice(logits);
+    }
+
+    /// Goes back to the state right after the first step, whose key and value are still
+    /// in the cache at position 0 (later steps write only later positions), and returns
+    /// a copy of the logits that [`Decoder::keep_first`] kept.
+    pub(crate) fn resume_first(&mut self, d: Dims) -> &mut [F] {
+        self.pos = 1;
+        let (logits, first) = self.logits_and_first(d);
+        logits.copy_from_slice(first);
+        logits
+    }
+
     /// Feeds `token` at the next position and returns the logits of the token after it
     /// (one per vocabulary entry).
     pub fn step<K: Kernels<F>>(
@@ -139,6 +169,7 @@ impl<C: Config, F: Float> Decoder<C, F> {
         let (y, rest) = rest.split_at_mut(e);
         let (h, rest) = rest.split_at_mut(d.mlp);
         let (att, rest) = rest.split_at_mut(d.heads * t);
+        // Where `logits_and_first` finds them; the kept first logits follow them.
         let logits = &mut rest[..d.vocab];
 
         w.embed(xn, token, pos);

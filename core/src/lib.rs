@@ -9,15 +9,15 @@
 //!
 //! | config | parameters (names: 27 tokens) | parameters at capacity | training working set, batch 32 | inference state |
 //! |---|---|---|---|---|
-//! | [`Micro`] (microgpt.py) | 4,192 | 4,192 (16,768 B) | 827,136 B (91,072 B for a batch of 1) | 2,924 B |
-//! | [`Micro256`] | 4,192 | 11,520 | 1,239,296 B | 3,840 B |
-//! | [`Mini`] | 26,816 | 26,816 | 2,602,240 B | 9,580 B |
-//! | [`Mini256`] | 26,816 | 41,472 | 2,902,272 B | 10,496 B |
-//! | [`Lines`] | 28,352 | 28,352 | 12,292,096 B | 34,924 B |
-//! | [`Lines256`] | 28,352 | 43,008 | 12,788,736 B | 35,840 B |
-//! | [`Makemore`] | 201,088 | 201,088 (804,352 B) | 10,182,912 B | 35,180 B |
-//! | [`Makemore256`] | 201,088 | 230,400 | 10,651,904 B | 36,096 B |
-//! | [`Large`] (names only) | 559,680 | 559,680 (2,238,720 B; 577,388 B in int8) | 21,232,896 B | 64,876 B |
+//! | [`Micro`] (microgpt.py) | 4,192 | 4,192 (16,768 B) | 827,136 B (91,072 B for a batch of 1) | 3,032 B |
+//! | [`Micro256`] | 4,192 | 11,520 | 1,239,296 B | 4,864 B |
+//! | [`Mini`] | 26,816 | 26,816 | 2,602,240 B | 9,688 B |
+//! | [`Mini256`] | 26,816 | 41,472 | 2,902,272 B | 11,520 B |
+//! | [`Lines`] | 28,352 | 28,352 | 12,292,096 B | 35,032 B |
+//! | [`Lines256`] | 28,352 | 43,008 | 12,788,736 B | 36,864 B |
+//! | [`Makemore`] | 201,088 | 201,088 (804,352 B) | 10,182,912 B | 35,288 B |
+//! | [`Makemore256`] | 201,088 | 230,400 | 10,651,904 B | 37,120 B |
+//! | [`Large`] (names only) | 559,680 | 559,680 (2,238,720 B; 577,388 B in int8) | 21,232,896 B | 64,984 B |
 //!
 //! These are the [`SHIPPED`] configs, listed once in [`registry`] with the reason for
 //! their two vocabulary capacities; [`config!`] defines others. Parameters are packed
@@ -110,7 +110,7 @@ pub use kernels::{Kernels, Matrix, Scalar};
 pub use params::{LayerTensor, LayerWeights, Layout, Params, Tensor, Transposed, Weights};
 pub use python_random::PyRandom;
 pub use registry::*;
-pub use sampling::{DEFAULT_TEMPERATURE, Sampling, generate, sample_token};
+pub use sampling::{DEFAULT_TEMPERATURE, Names, Sampling, generate, sample_token};
 pub use tokenizer::Vocab;
 pub use train::{Acts, Dropout, Trainer, backward, forward, forward_train};
 pub use weights_format::WeightFile;

@@ -338,7 +338,7 @@ impl F32Sums {
         let mut total = 0.0f32;
         let mut ordered = true;
         for w in weights {
-            let w = w.to_f64() as f32;
+            let w = w.to_f32();
             ordered &= w >= 0.0;
             total += w;
         }
@@ -362,7 +362,7 @@ impl F32Sums {
         let mut cum = 0.0f32;
         for (i, w) in weights[..last].iter().enumerate() {
             let below = cum;
-            cum += w.to_f64() as f32;
+            cum += w.to_f32();
             if cum > x {
                 return (cum - x > self.margin && clear_below(below, i)).then_some(i);
             }

@@ -16,9 +16,9 @@
 //! 255 distinct characters, so every token id fits a `u8`). Parameters are packed for
 //! the vocabulary actually used, so the capacity costs nothing in the weights: a model
 //! trained on names has microgpt's 4,192 parameters in either. It costs RAM in the
-//! buffers sized at capacity, which matters on a chip: the decoder's logits take
-//! 4 bytes a token, so [`Micro256`] needs 916 bytes more than [`Micro`] for one stream
-//! (3,840 B against 2,924 B). A larger capacity for every config would have grown the
+//! buffers sized at capacity, which matters on a chip: the decoder's two sets of logits
+//! take 8 bytes a token, so [`Micro256`] needs 1,832 bytes more than [`Micro`] for one stream
+//! (4,864 B against 3,032 B). A larger capacity for every config would have grown the
 //! firmware's RAM for microgpt's own model; a capacity per dataset would have needed a
 //! config per vocabulary size. Two tiers keep the default model as small as it was, and
 //! any other list of words costs at most one kilobyte more on a board. Within a shape
@@ -27,11 +27,11 @@
 //!
 //! | config | preset | embd | heads | layers | block | parameters with names (27 tokens) | decoder |
 //! |---|---|---|---|---|---|---|---|
-//! | [`Micro`], [`Micro256`] | `micro` | 16 | 4 | 1 | 16 | 4,192 | 2,924 B, 3,840 B |
-//! | [`Mini`], [`Mini256`] | `mini` | 32 | 4 | 2 | 16 | 26,816 | 9,580 B, 10,496 B |
-//! | [`Lines`], [`Lines256`] | `lines` | 32 | 4 | 2 | 64 | 28,352 | 34,924 B, 35,840 B |
-//! | [`Makemore`], [`Makemore256`] | `makemore` | 64 | 4 | 4 | 16 | 201,088 | 35,180 B, 36,096 B |
-//! | [`Large`] | `large` | 96 | 4 | 5 | 16 | 559,680 | 64,876 B |
+//! | [`Micro`], [`Micro256`] | `micro` | 16 | 4 | 1 | 16 | 4,192 | 3,032 B, 4,864 B |
+//! | [`Mini`], [`Mini256`] | `mini` | 32 | 4 | 2 | 16 | 26,816 | 9,688 B, 11,520 B |
+//! | [`Lines`], [`Lines256`] | `lines` | 32 | 4 | 2 | 64 | 28,352 | 35,032 B, 36,864 B |
+//! | [`Makemore`], [`Makemore256`] | `makemore` | 64 | 4 | 4 | 16 | 201,088 | 35,288 B, 37,120 B |
+//! | [`Large`] | `large` | 96 | 4 | 5 | 16 | 559,680 | 64,984 B |
 //!
 //! `large` is for names only (27 tokens): it exists for its int8 weights, which fit a
 //! 1 MB chip's flash beside the firmware (about 580 KB) where its `f32` ones do not.

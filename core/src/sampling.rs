@@ -1,6 +1,7 @@
 //! Drawing tokens and whole names from the model.
 
 use core::fmt::Write;
+use core::marker::PhantomData;
 
 use rand_core::Rng;
 
@@ -118,9 +119,9 @@ fn keep_likeliest<F: Float>(probs: &mut [F], top_k: usize, top_p: F) {
 /// Generates one name and writes its characters to `out`; returns how many.
 ///
 /// Each token is drawn as `sampling` says. The name starts with `prefix` (which may be
-/// empty), and goes on until the model
-/// draws BOS or the context is full, as in microgpt. A prefix character outside the
-/// vocabulary, or a prefix that fills the context, is an error.
+/// empty), and goes on until the model draws BOS or the context is full, as in microgpt.
+/// A prefix character outside the vocabulary, or a prefix that fills the context, is an
+/// error. For many names from the same weights, [`Names`] gives the same names faster.
 pub fn generate<C: Config, F: Float, K: Kernels<F>, R: Rng + ?Sized, W: Write>(
     decoder: &mut Decoder<C, F>,
     weights: &impl DecoderWeights<C, F>,
@@ -130,31 +131,98 @@ pub fn generate<C: Config, F: Float, K: Kernels<F>, R: Rng + ?Sized, W: Write>(
     prefix: &str,
     out: &mut W,
 ) -> Result<usize, Error> {
-    let block = weights.dims().block;
-    if vocab.len() != weights.dims().vocab {
-        return Err(Error::Usage("the vocabulary does not match the weights"));
-    }
-    if prefix.chars().count() >= block {
-        return Err(Error::ContextFull { block });
-    }
-    let mut token = vocab.bos();
-    let mut written = 0;
-    decoder.reset();
-    for c in prefix.chars() {
-        let next = vocab.encode(c)?;
-        decoder.step::<K>(weights, token)?;
-        out.write_char(c).map_err(|_| Error::OutputFull)?;
-        written += 1;
-        token = next;
-    }
-    while decoder.pos() < block {
-        let logits = decoder.step::<K>(weights, token)?;
-        token = sample_token::<F, K, R>(logits, sampling, rng)?;
-        match vocab.decode(token) {
-            Some(c) => out.write_char(c).map_err(|_| Error::OutputFull)?,
-            None => break,
+    Names::<C, F, K, _>::new(decoder, weights, vocab)?.generate(rng, sampling, prefix, out)
+}
+
+/// Names from one model, each as [`generate`] makes it, with the step they all begin
+/// with made once.
+///
+/// Every name begins by feeding BOS at position 0, whose key, value and logits depend
+/// on the weights alone. `Names` keeps those logits in the decoder after the first name;
+/// each later name starts at position 1 and costs one step less (for microgpt's names,
+/// one in seven). The weights and the decoder are borrowed for the lifetime of `Names`,
+/// so nothing can change them under it.
+pub struct Names<'a, C: Config, F: Float, K, W> {
+    decoder: &'a mut Decoder<C, F>,
+    weights: &'a W,
+    vocab: &'a Vocab,
+    /// Whether the decoder holds BOS at position 0 and its logits.
+    first_kept: bool,
+    kernels: PhantomData<K>,
+}
+
+impl<'a, C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> Names<'a, C, F, K, W> {
+    /// Names of `weights`, whose characters `vocab` holds, from `decoder` with the
+    /// kernels `K`.
+    pub fn new(
+        decoder: &'a mut Decoder<C, F>,
+        weights: &'a W,
+        vocab: &'a Vocab,
+    ) -> Result<Self, Error> {
+        if vocab.len() != weights.dims().vocab {
+            return Err(Error::Usage("the vocabulary does not match the weights"));
         }
-        written += 1;
+        Ok(Names {
+            decoder,
+            weights,
+            vocab,
+            first_kept: false,
+            kernels: PhantomData,
+        })
     }
-    Ok(written)
+
+    /// The next name, as [`generate`] describes; returns how many characters it wrote.
+    pub fn generate<R: Rng + ?Sized, O: Write>(
+        &mut self,
+        rng: &mut R,
+        sampling: &Sampling<F>,
+        prefix: &str,
+        out: &mut O,
+    ) -> Result<usize, Error> {
+        let dims = self.weights.dims();
+        if prefix.chars().count() >= dims.block {
+            return Err(Error::ContextFull { block: dims.block });
+        }
+        let (mut prefix, mut written, mut token) = (prefix.chars(), 0, self.vocab.bos());
+        self.decoder.reset();
+        // Each turn feeds the last token and picks the next: the prefix's next character,
+        // or else one drawn from the logits. The one call of `step` lets the compiler
+        // inline it and specialise it for the shape, which matters on a chip.
+        loop {
+            let logits = if self.decoder.pos() == 0 && self.first_kept {
+                self.decoder.resume_first(dims)
+            } else {
+                self.decoder.step::<K>(self.weights, token)?;
+                if !self.first_kept {
+                    self.decoder.keep_first(dims);
+                    self.first_kept = true;
+                }
+                self.decoder.last_logits(dims)
+            };
+            let c = match prefix.next() {
+                Some(c) => {
+                    token = self.vocab.encode(c)?;
+                    c
+                }
+                None => {
+                    token = sample_token::<F, K, R>(logits, sampling, rng)?;
+                    match self.vocab.decode(token) {
+                        Some(c) => c,
+                        None => break,
+                    }
+                }
+            };
+            out.write_char(c).map_err(|_| Error::OutputFull)?;
+            written += 1;
+            if self.decoder.pos() >= dims.block {
+                break;
+            }
+        }
+        Ok(written)
+    }
+
+    /// The decoder, as the last name left it: its position is the number of tokens fed.
+    pub fn decoder(&self) -> &Decoder<C, F> {
+        self.decoder
+    }
 }

@@ -14,7 +14,7 @@ fn micro_sizes() {
     assert_eq!(Micro::DIMS.acts_per_row(), 371);
     assert_eq!(Micro::ACTS_BYTES, 760_064);
     assert_eq!(Micro::TRAIN_BYTES, 827_136);
-    assert_eq!(Micro::DECODER_BYTES, 2_924);
+    assert_eq!(Micro::DECODER_BYTES, 3_032);
     // One name per step, as microgpt.py, fits an nRF52840's 256 KB of RAM.
     assert_eq!(MicroOne::TRAIN_BYTES, 91_072);
 }
@@ -25,7 +25,7 @@ fn makemore_sizes() {
     assert_eq!(Makemore::PARAM_BYTES, 804_352);
     assert_eq!(Makemore::ACTS_BYTES, 6_965_504);
     assert_eq!(Makemore::TRAIN_BYTES, 10_182_912);
-    assert_eq!(Makemore::DECODER_BYTES, 35_180);
+    assert_eq!(Makemore::DECODER_BYTES, 35_288);
 }
 
 #[test]
@@ -58,15 +58,15 @@ fn every_shipped_config_has_the_documented_sizes() {
         ]
     }
     let table = [
-        (Micro::DIMS, [4_192, 4_192, 827_136, 2_924]),
-        (Micro256::DIMS, [4_192, 11_520, 1_239_296, 3_840]),
-        (Mini::DIMS, [26_816, 26_816, 2_602_240, 9_580]),
-        (Mini256::DIMS, [26_816, 41_472, 2_902_272, 10_496]),
-        (Lines::DIMS, [28_352, 28_352, 12_292_096, 34_924]),
-        (Lines256::DIMS, [28_352, 43_008, 12_788_736, 35_840]),
-        (Makemore::DIMS, [201_088, 201_088, 10_182_912, 35_180]),
-        (Makemore256::DIMS, [201_088, 230_400, 10_651_904, 36_096]),
-        (Large::DIMS, [559_680, 559_680, 21_232_896, 64_876]),
+        (Micro::DIMS, [4_192, 4_192, 827_136, 3_032]),
+        (Micro256::DIMS, [4_192, 11_520, 1_239_296, 4_864]),
+        (Mini::DIMS, [26_816, 26_816, 2_602_240, 9_688]),
+        (Mini256::DIMS, [26_816, 41_472, 2_902_272, 11_520]),
+        (Lines::DIMS, [28_352, 28_352, 12_292_096, 35_032]),
+        (Lines256::DIMS, [28_352, 43_008, 12_788_736, 36_864]),
+        (Makemore::DIMS, [201_088, 201_088, 10_182_912, 35_288]),
+        (Makemore256::DIMS, [201_088, 230_400, 10_651_904, 37_120]),
+        (Large::DIMS, [559_680, 559_680, 21_232_896, 64_984]),
     ];
     assert_eq!(SHIPPED.len(), table.len());
     for (shipped, (dims, want)) in SHIPPED.iter().zip(table) {

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use microgpt_core::{
-    Acts, Batch, Config, Decoder, Error, Kernels, Micro, Params, PyRandom, Sampling, Scalar,
+    Acts, Batch, Config, Decoder, Error, Kernels, Micro, Names, Params, PyRandom, Sampling, Scalar,
     backward, forward, generate, sample_token,
 };
 
@@ -104,6 +104,41 @@ fn sampling_is_deterministic_and_in_vocabulary() {
     let err =
         generate::<_, _, Scalar, _, _>(&mut dec, &w, &vocab, &mut rng, &HALF, "emm", &mut full);
     assert_eq!(err, Err(Error::OutputFull));
+}
+
+/// [`Names`], which makes the first step once, draws the names of [`generate`], which
+/// makes every step: with prefixes, at the context's end, and after a failed name.
+fn names_equal_generate<C: Config>(letters: usize, prefixes: &[&str]) {
+    let chars = "abcdefghijklmnopqrstuvwxyz".chars().take(letters);
+    let vocab = microgpt_core::Vocab::from_chars(chars).unwrap();
+    let mut params: Box<Params<C>> = bytemuck::zeroed_box();
+    params.init(vocab.len(), &mut PyRandom::new(3)).unwrap();
+    let w = params.weights();
+    let (mut kept, mut fresh) = (Decoder::<C>::new(), Decoder::<C>::new());
+    let mut names = Names::<C, f32, Scalar, _>::new(&mut kept, &w, &vocab).unwrap();
+    let (mut a, mut b) = (PyRandom::new(11), PyRandom::new(11));
+    for (i, prefix) in prefixes.iter().cycle().take(60).enumerate() {
+        let t = Sampling::new(0.3 + (i % 5) as f32 * 0.4);
+        let (mut x, mut y) = (String::new(), String::new());
+        let got = names.generate(&mut a, &t, prefix, &mut x);
+        let want =
+            generate::<C, f32, Scalar, _, _>(&mut fresh, &w, &vocab, &mut b, &t, prefix, &mut y);
+        assert_eq!(
+            (got, &x),
+            (want, &y),
+            "{}: name {i}, prefix {prefix:?}",
+            C::NAME
+        );
+        if want.is_ok() {
+            assert_eq!(names.decoder().pos(), fresh.pos());
+        }
+    }
+}
+
+#[test]
+fn names_skip_the_first_step_with_the_same_names() {
+    names_equal_generate::<Micro>(26, &["", "", "mi", "", "z\u{e9}", "", "a"]);
+    names_equal_generate::<Tiny>(11, &["", "ab", "", "abcde", "abcdef", ""]);
 }
 
 #[test]

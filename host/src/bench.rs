@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use microgpt_core::{
-    AdamConfig, Config, Decoder, Kernels, Makemore, Micro, Params, PyRandom, Sampling, Scalar,
-    Transposed, Vocab, generate,
+    AdamConfig, Config, Decoder, Kernels, Makemore, Micro, Names, Params, PyRandom, Sampling,
+    Scalar, Transposed, Vocab,
 };
 
 use crate::dataset::{Dataset, split};
@@ -100,18 +100,11 @@ fn sample_rate<K: Kernels<f32>>(
     let mut name = String::with_capacity(64);
     let mut tokens = 0;
     let start = Instant::now();
+    let mut generator = Names::<Micro, f32, K, _>::new(&mut decoder, &w, vocab)?;
     for _ in 0..names {
         name.clear();
-        generate::<Micro, f32, K, _, _>(
-            &mut decoder,
-            &w,
-            vocab,
-            &mut rng,
-            &sampling,
-            "",
-            &mut name,
-        )?;
-        tokens += decoder.pos();
+        generator.generate(&mut rng, &sampling, "", &mut name)?;
+        tokens += generator.decoder().pos();
     }
     Ok(tokens as f64 / start.elapsed().as_secs_f64())
 }

@@ -11,8 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use microgpt::simd::{Exact, Simd};
 use microgpt_core::weights_format::Encoding;
 use microgpt_core::{
-    AdamConfig, Config, Decoder, Dims, Kernels, PyRandom, Sampling, Scalar, Schedule, Transposed,
-    Vocab, Weights, generate, preset, presets, with_config,
+    AdamConfig, Config, Decoder, Dims, Kernels, Names, PyRandom, Sampling, Scalar, Schedule,
+    Transposed, Vocab, Weights, preset, presets, with_config,
 };
 
 use microgpt::dataset::Dataset;
@@ -385,12 +385,13 @@ fn print_names<C: Config, K: Kernels<f32>>(
     known: Option<&HashSet<&str>>,
 ) -> Result<()> {
     let mut decoder = Decoder::<C>::new();
+    let mut names = Names::<C, f32, K, _>::new(&mut decoder, w, vocab)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut name = String::new();
     let mut new = 0;
     for _ in 0..count {
         name.clear();
-        generate::<C, f32, K, _, _>(&mut decoder, w, vocab, rng, sampling, prefix, &mut name)?;
+        names.generate(rng, sampling, prefix, &mut name)?;
         match known {
             None => writeln!(out, "{name}")?,
             Some(known) if known.contains(name.as_str()) => writeln!(out, "{name}\tin train")?,
