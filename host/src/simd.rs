@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 
-use microgpt_core::{AdamStep, Kernels, Matrix, Scalar};
+use microgpt_core::{AdamStep, Float, Kernels, Matrix, Scalar};
 use wide::{f32x4, f32x8, i32x8};
 
 /// Kernels over 8 lanes of `f32`.
@@ -58,6 +58,50 @@ fn exp(x: f32x8) -> f32x8 {
     let scale: f32x8 = bytemuck::cast((n.fast_round_int() + i32x8::splat(127)) << 23);
     x.simd_lt(f32x8::splat(-86.0))
         .select(f32x8::ZERO, y * scale)
+}
+
+/// `libm`'s `expf` in 8 lanes, to the bit: its argument reduction `x = k·ln 2 + r` and
+/// its rational approximation on `r`, operation for operation, never fused, then the
+/// scaling by `2^k` in one multiply, as `scalbnf` does for the `k` of this range. Lanes
+/// outside that range (`|x| ≥ 87.34` or NaN, where `expf` scales in two steps or
+/// overflows, and `|x| ≤ 2⁻¹⁴`, where it returns `1 + x`) are `expf`'s own. Where `expf`
+/// takes `k = 0` (`|x| ≤ ln 2 / 2`) the same formulas with `k = 0` make its bits.
+#[inline(always)]
+fn exp_libm(x: f32x8) -> f32x8 {
+    const LN2_HI: f32 = 6.931_457_5e-1;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const INV_LN2: f32 = 1.442_695_0;
+    const P1: f32 = 1.666_662_5e-1;
+    const P2: f32 = -2.766_733_3e-3;
+    let bits: i32x8 = bytemuck::cast(x);
+    let hx = bits & i32x8::splat(0x7fff_ffff);
+    let negative = bits.simd_lt(i32x8::ZERO);
+    // Past 1.5 ln 2, k is x / ln 2 rounded half away from zero; from ln 2 / 2, ±1.
+    let half = bytemuck::cast::<_, f32x8>(negative).select(f32x8::splat(-0.5), f32x8::splat(0.5));
+    let far = (f32x8::splat(INV_LN2) * x + half).trunc_int();
+    let near = i32x8::splat(1) + negative + negative;
+    let k = hx.simd_gt(i32x8::splat(0x3f85_1592)).select(far, near);
+    let k = hx.simd_gt(i32x8::splat(0x3eb1_7218)).select(k, i32x8::ZERO);
+    let kf = k.round_float();
+    let hi = x - kf * f32x8::splat(LN2_HI);
+    let lo = kf * f32x8::splat(LN2_LO);
+    let r = hi - lo;
+    let rr = r * r;
+    let c = r - rr * (f32x8::splat(P1) + rr * f32x8::splat(P2));
+    let y = f32x8::ONE + (r * c / (f32x8::splat(2.0) - c) - lo + hi);
+    let scale: f32x8 = bytemuck::cast((k + i32x8::splat(127)) << 23);
+    let out = y * scale;
+    let edge = hx.simd_gt(i32x8::splat(0x42ae_ac4f)) | !hx.simd_gt(i32x8::splat(0x3900_0000));
+    if !edge.any() {
+        return out;
+    }
+    let (mut out, x, edge) = (out.to_array(), x.to_array(), edge.to_array());
+    for ((o, &x), &e) in out.iter_mut().zip(&x).zip(&edge) {
+        if e != 0 {
+            *o = libm::expf(x);
+        }
+    }
+    f32x8::new(out)
 }
 
 /// Up to 8 values in one register, `-inf` past the end.
@@ -595,8 +639,20 @@ impl Kernels<f32> for Exact {
         <Scalar as Kernels<f32>>::axpy(alpha, x, y)
     }
 
+    /// [`Scalar`]'s softmax with the exponentials 8 at a time ([`exp_libm`]); the
+    /// maximum and the total are [`Scalar`]'s, left to right.
     fn softmax(x: &mut [f32]) {
-        <Scalar as Kernels<f32>>::softmax(x)
+        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| Float::max(m, v));
+        for chunk in x.chunks_mut(8) {
+            // Lanes past the end hold a value in exp_libm's main range, not a slow edge.
+            let mut lanes = [max - 1.0; 8];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            let e = exp_libm(f32x8::new(lanes) - f32x8::splat(max));
+            chunk.copy_from_slice(&e.as_array()[..chunk.len()]);
+        }
+        let total = x.iter().fold(0.0f32, |t, &v| t + v);
+        let inv = 1.0 / total;
+        x.iter_mut().for_each(|v| *v *= inv);
     }
 
     fn rmsnorm(out: &mut [f32], x: &[f32]) -> f32 {
@@ -770,6 +826,25 @@ mod tests {
         let mut p = [0.0f32, -200.0, -1e30, f32::MIN];
         Simd::softmax(&mut p);
         assert_eq!(p, [1.0, 0.0, 0.0, 0.0]);
+    }
+
+    /// The exact vector exp is libm's `expf`, bit for bit, on every 13th `f32` (all
+    /// exponents, both signs, NaN and the infinities among them) and in every lane.
+    #[test]
+    fn exact_exp_is_libm_on_every_13th_float() {
+        let mut lanes = [0f32; 8];
+        for start in (0..=u32::MAX - 104).step_by(104) {
+            for (l, v) in lanes.iter_mut().enumerate() {
+                *v = f32::from_bits(start + 13 * l as u32);
+            }
+            for (got, &x) in exp_libm(f32x8::new(lanes)).to_array().iter().zip(&lanes) {
+                let want = libm::expf(x);
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{x:e}: {got:e} against {want:e}"
+                );
+            }
+        }
     }
 
     /// The fast exp against libm's, over the range softmax feeds it (x ≤ 0).
