@@ -62,10 +62,11 @@ fn exp(x: f32x8) -> f32x8 {
 
 /// `libm`'s `expf` in 8 lanes, to the bit: its argument reduction `x = k·ln 2 + r` and
 /// its rational approximation on `r`, operation for operation, never fused, then the
-/// scaling by `2^k` in one multiply, as `scalbnf` does for the `k` of this range. Lanes
-/// outside that range (`|x| ≥ 87.34` or NaN, where `expf` scales in two steps or
-/// overflows, and `|x| ≤ 2⁻¹⁴`, where it returns `1 + x`) are `expf`'s own. Where `expf`
-/// takes `k = 0` (`|x| ≤ ln 2 / 2`) the same formulas with `k = 0` make its bits.
+/// scaling by `2^k` in one multiply, as `scalbnf` does for the `k` of this range, and
+/// `1 + x` where `|x| ≤ 2⁻¹⁴` (the largest logit of every softmax). Where `expf` takes
+/// `k = 0` (`|x| ≤ ln 2 / 2`) the same formulas with `k = 0` make its bits. Lanes past
+/// that range (`|x| ≥ 87.34` or NaN, where `expf` scales in two steps or overflows) are
+/// `expf`'s own.
 #[inline(always)]
 fn exp_libm(x: f32x8) -> f32x8 {
     const LN2_HI: f32 = 6.931_457_5e-1;
@@ -90,8 +91,9 @@ fn exp_libm(x: f32x8) -> f32x8 {
     let c = r - rr * (f32x8::splat(P1) + rr * f32x8::splat(P2));
     let y = f32x8::ONE + (r * c / (f32x8::splat(2.0) - c) - lo + hi);
     let scale: f32x8 = bytemuck::cast((k + i32x8::splat(127)) << 23);
-    let out = y * scale;
-    let edge = hx.simd_gt(i32x8::splat(0x42ae_ac4f)) | !hx.simd_gt(i32x8::splat(0x3900_0000));
+    let tiny: f32x8 = bytemuck::cast(!hx.simd_gt(i32x8::splat(0x3900_0000)));
+    let out = tiny.select(f32x8::ONE + x, y * scale);
+    let edge = hx.simd_gt(i32x8::splat(0x42ae_ac4f));
     if !edge.any() {
         return out;
     }
@@ -643,12 +645,17 @@ impl Kernels<f32> for Exact {
     /// maximum and the total are [`Scalar`]'s, left to right.
     fn softmax(x: &mut [f32]) {
         let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| Float::max(m, v));
-        for chunk in x.chunks_mut(8) {
+        let mut chunks = x.chunks_exact_mut(8);
+        for chunk in &mut chunks {
+            store(chunk, exp_libm(load(chunk) - f32x8::splat(max)));
+        }
+        let tail = chunks.into_remainder();
+        if !tail.is_empty() {
             // Lanes past the end hold a value in exp_libm's main range, not a slow edge.
             let mut lanes = [max - 1.0; 8];
-            lanes[..chunk.len()].copy_from_slice(chunk);
+            lanes[..tail.len()].copy_from_slice(tail);
             let e = exp_libm(f32x8::new(lanes) - f32x8::splat(max));
-            chunk.copy_from_slice(&e.as_array()[..chunk.len()]);
+            tail.copy_from_slice(&e.as_array()[..tail.len()]);
         }
         let total = x.iter().fold(0.0f32, |t, &v| t + v);
         let inv = 1.0 / total;
