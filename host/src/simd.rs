@@ -69,11 +69,12 @@ fn exp(x: f32x8) -> f32x8 {
 /// `expf`'s own.
 #[inline(always)]
 fn exp_libm(x: f32x8) -> f32x8 {
-    const LN2_HI: f32 = 6.931_457_5e-1;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    const INV_LN2: f32 = 1.442_695_0;
-    const P1: f32 = 1.666_662_5e-1;
-    const P2: f32 = -2.766_733_3e-3;
+    // expf's constants, by their bits: ln 2 in two parts, 1 / ln 2, the polynomial.
+    const LN2_HI: f32 = f32::from_bits(0x3f31_7200);
+    const LN2_LO: f32 = f32::from_bits(0x35bf_be8e);
+    const INV_LN2: f32 = f32::from_bits(0x3fb8_aa3b);
+    const P1: f32 = f32::from_bits(0x3e2a_aa8f);
+    const P2: f32 = f32::from_bits(0xbb35_5215);
     let bits: i32x8 = bytemuck::cast(x);
     let hx = bits & i32x8::splat(0x7fff_ffff);
     let negative = bits.simd_lt(i32x8::ZERO);
