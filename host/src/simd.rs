@@ -158,6 +158,39 @@ fn softmax_masked<const R: usize>(x: &mut [f32], offsets: [usize; R], live: f32x
     }
 }
 
+/// [`Scalar`]'s softmax of the first `n` (at most 8) values of `R` rows of `x` at
+/// `offsets`, to the bit: each row in a register, masked by `live`, the rows' steps
+/// interleaved so that their latencies overlap. The maximum of the live lanes equals the
+/// scalar fold's (a zero's sign, which the two may pick differently, changes no
+/// `x - max`'s exponential); the totals add up the lanes from the left. A row with a NaN
+/// is the scalar kernel's. The lanes past `n` are scratch, and are overwritten.
+#[inline(always)]
+fn softmax_exact_masked<const R: usize>(x: &mut [f32], offsets: [usize; R], n: usize, live: f32x8) {
+    let v: [f32x8; R] = core::array::from_fn(|i| {
+        live.select(load(&x[offsets[i]..]), f32x8::splat(f32::NEG_INFINITY))
+    });
+    if v.iter().any(|v| v.simd_ne(*v).any()) {
+        for &o in &offsets {
+            <Scalar as Kernels<f32>>::softmax(&mut x[o..o + n]);
+        }
+        return;
+    }
+    // Past `n`, a value in exp_libm's main range, not a slow edge.
+    let e: [[f32; 8]; R] = core::array::from_fn(|i| {
+        let shifted = live.select(v[i] - f32x8::splat(hmax(v[i])), f32x8::splat(-1.0));
+        exp_libm(shifted).to_array()
+    });
+    let mut totals = [0.0f32; R];
+    for j in 0..n {
+        for (t, e) in totals.iter_mut().zip(&e) {
+            *t += e[j];
+        }
+    }
+    for ((&o, e), t) in offsets.iter().zip(e).zip(totals) {
+        store(&mut x[o..], f32x8::new(e) * f32x8::splat(1.0 / t));
+    }
+}
+
 /// The coefficients of a product: `coef(a, k) = data[a * a_stride + k * k_stride]`.
 #[derive(Clone, Copy)]
 struct Coef<'a> {
@@ -663,6 +696,30 @@ impl Kernels<f32> for Exact {
         x.iter_mut().for_each(|v| *v *= inv);
     }
 
+    /// Rows of up to 8 values in whole rows of 8 or more, as attention's are, 4 rows at a
+    /// time ([`softmax_exact_masked`]); other rows one by one.
+    fn softmax_rows(x: &mut [f32], stride: usize, n: usize) {
+        if n > 8 || stride < 8 || !x.len().is_multiple_of(stride) {
+            for row in x.chunks_mut(stride) {
+                let n = n.min(row.len());
+                Self::softmax(&mut row[..n]);
+            }
+            return;
+        }
+        let live =
+            f32x8::new([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]).simd_lt(f32x8::splat(n as f32));
+        let rows = x.len() / stride;
+        let mut r = 0;
+        while r + 4 <= rows {
+            let offsets = core::array::from_fn(|i| (r + i) * stride);
+            softmax_exact_masked::<4>(x, offsets, n, live);
+            r += 4;
+        }
+        for r in r..rows {
+            softmax_exact_masked::<1>(x, [r * stride], n, live);
+        }
+    }
+
     fn rmsnorm(out: &mut [f32], x: &[f32]) -> f32 {
         <Scalar as Kernels<f32>>::rmsnorm(out, x)
     }
@@ -834,6 +891,46 @@ mod tests {
         let mut p = [0.0f32, -200.0, -1e30, f32::MIN];
         Simd::softmax(&mut p);
         assert_eq!(p, [1.0, 0.0, 0.0, 0.0]);
+    }
+
+    /// The exact softmaxes are the scalar ones, bit for bit: single rows of every length
+    /// and rows of attention scores (1 to 9 rows of every length up to the context),
+    /// with infinities, NaN, zeros of both signs and ties among them.
+    #[test]
+    fn exact_softmaxes_are_the_scalar_bits() {
+        let mut rng = PyRandom::new(4);
+        let odd = [
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            f32::NAN,
+            0.0,
+            -0.0,
+            3.0,
+            3.0,
+        ];
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for case in 0..400 {
+            let (n, rows) = (1 + case % 16, 1 + case / 16 % 9);
+            let mut x: Vec<f32> = random(&mut rng, rows * 16)
+                .iter()
+                .map(|v| v * 40.0)
+                .collect();
+            if case % 3 == 0 {
+                x[case % (rows * 16)] = odd[case / 3 % odd.len()];
+                x[(case * 7) % (rows * 16)] = odd[case % odd.len()];
+            }
+            let (mut a, mut b) = (x.clone(), x.clone());
+            <Scalar as Kernels<f32>>::softmax_rows(&mut a, 16, n);
+            Exact::softmax_rows(&mut b, 16, n);
+            for (ra, rb) in a.chunks(16).zip(b.chunks(16)) {
+                assert_eq!(bits(&ra[..n]), bits(&rb[..n]), "{rows} rows of {n}: {x:?}");
+            }
+            let m = 1 + case % 40;
+            let (mut a, mut b) = (x[..m.min(x.len())].to_vec(), x[..m.min(x.len())].to_vec());
+            <Scalar as Kernels<f32>>::softmax(&mut a);
+            Exact::softmax(&mut b);
+            assert_eq!(bits(&a), bits(&b), "softmax of {m}");
+        }
     }
 
     /// The exact vector exp is libm's `expf`, bit for bit, on every 13th `f32` (all
