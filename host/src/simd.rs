@@ -63,7 +63,7 @@ fn exp(x: f32x8) -> f32x8 {
 /// `libm`'s `expf` in 8 lanes, to the bit: its argument reduction `x = k·ln 2 + r` and
 /// its rational approximation on `r`, operation for operation, never fused, then the
 /// scaling by `2^k` in one multiply, as `scalbnf` does for the `k` of this range, and
-/// `1 + x` where `|x| ≤ 2⁻¹⁴` (the largest logit of every softmax). Where `expf` takes
+/// `1 + x` where `|x| ≤ 2⁻¹³` (the largest logit of every softmax). Where `expf` takes
 /// `k = 0` (`|x| ≤ ln 2 / 2`) the same formulas with `k = 0` make its bits. Lanes past
 /// that range (`|x| ≥ 87.34` or NaN, where `expf` scales in two steps or overflows) are
 /// `expf`'s own.
