@@ -31,7 +31,8 @@
 //!
 //! - [`Vocab`]: characters to tokens and back, with BOS.
 //! - [`Params`] and [`Weights`]: the parameters as one flat block in microgpt's order.
-//! - [`Decoder`] and [`generate`]: inference one token at a time with a KV cache.
+//! - [`Decoder`] and [`generate`]: inference one token at a time with a KV cache; [`Names`]
+//!   for many names from one model, with the first step, which they all share, made once.
 //! - [`train`]: the fused forward and backward over a [`Batch`], layer by layer, with
 //!   the layers in [`ops`] and the math in [`Kernels`]; [`Adam`] updates the weights.
 //! - [`Tape`] and [`AutogradGpt`]: microgpt's scalar autograd and the GPT built from
