@@ -379,7 +379,8 @@ pub struct LayerWeights<M> {
 ///
 /// It serves for weights, gradients and Adam's moments alike. It is large for big
 /// configs (`4 × C::NUM_PARAMS` bytes), so place it in a `static` or, on a host, in a
-/// box made with `bytemuck::zeroed_box` (bytemuck with `extern_crate_alloc`); then call [`Params::reset`].
+/// box made with `bytemuck::zeroed_box` (bytemuck with `extern_crate_alloc`); then call
+/// [`Params::reset`].
 pub struct Params<C: Config, F: Float = f32> {
     buf: C::Params<F>,
     vocab: usize,

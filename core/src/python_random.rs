@@ -267,7 +267,7 @@ pub fn shuffle<R: Rng + ?Sized, T>(rng: &mut R, x: &mut [T]) {
 /// sums never decrease. Weights whose total is not positive and finite are
 /// [`Error::NonFinite`] (Python raises `ValueError`).
 ///
-/// The index is Python's, but most draws never make an `f64` sum: [`F32Sums`] finds it
+/// The index is Python's, but most draws never make an `f64` sum: `F32Sums` finds it
 /// from `f32` sums and proves it against their error bound, and only a draw too close
 /// to a boundary to tell (about one in 1,000 for 27 tokens) makes the `f64` sums. On a
 /// core whose `f64` arithmetic is a library call, this saves about 3,800 instructions a
