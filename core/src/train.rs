@@ -359,7 +359,7 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
 /// Everything one training run needs, in one place: weights, gradients, Adam's
 /// moments and activations (`C::TRAIN_BYTES` with `f32`).
 ///
-/// It is large for big configs; on a host, create it with [`bytemuck::zeroed_box`].
+/// It is large for big configs; on a host, create it with `bytemuck::zeroed_box`.
 pub struct Trainer<C: Config, F: Float = f32> {
     /// The weights being trained.
     pub params: Params<C, F>,

@@ -7,7 +7,7 @@
 //! `Scalar` kernels' very bits, which the firmware has, with vector products that never
 //! fuse: `microgpt sample` uses it.
 //!
-//! Every matrix product is one register-blocked kernel, [`gemm`], that accumulates
+//! Every matrix product is one register-blocked kernel, `gemm`, that accumulates
 //! `out[a, :] += Σ_k coef(a, k) · vecs[k, :]` over rows of 16 lanes where the CPU has
 //! AVX-512, else 8: the forward product reads the transposed weights (`Matrix::t`), the
 //! input gradient the weights, and the weight gradient the inputs. No product needs a
@@ -447,7 +447,7 @@ impl Kernels<f32> for Simd {
         <Scalar as Kernels<f32>>::axpy(alpha, &x[split..n], &mut y[split..n]);
     }
 
-    /// Softmax with the vector [`exp`]. Lanes past the end are `-inf`, whose `exp` is 0.
+    /// Softmax with the vector `exp`. Lanes past the end are `-inf`, whose `exp` is 0.
     fn softmax(x: &mut [f32]) {
         let n = x.len();
         if n <= 8 {
@@ -675,7 +675,7 @@ impl Kernels<f32> for Exact {
         <Scalar as Kernels<f32>>::axpy(alpha, x, y)
     }
 
-    /// [`Scalar`]'s softmax with the exponentials 8 at a time ([`exp_libm`]); the
+    /// [`Scalar`]'s softmax with the exponentials 8 at a time (`exp_libm`); the
     /// maximum and the total are [`Scalar`]'s, left to right.
     fn softmax(x: &mut [f32]) {
         let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| Float::max(m, v));
@@ -697,7 +697,7 @@ impl Kernels<f32> for Exact {
     }
 
     /// Rows of up to 8 values in whole rows of 8 or more, as attention's are, 4 rows at a
-    /// time ([`softmax_exact_masked`]); other rows one by one.
+    /// time (`softmax_exact_masked`); other rows one by one.
     fn softmax_rows(x: &mut [f32], stride: usize, n: usize) {
         if n > 8 || stride < 8 || !x.len().is_multiple_of(stride) {
             for row in x.chunks_mut(stride) {

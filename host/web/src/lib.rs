@@ -381,7 +381,7 @@ pub extern "C" fn mg_vocab() -> i32 {
 }
 
 /// Attention and next-token probabilities along the name in the input, as
-/// little-endian `f32`s (see [`inspect`]).
+/// little-endian `f32`s (see `inspect`).
 #[unsafe(no_mangle)]
 pub extern "C" fn mg_inspect() -> i32 {
     with_session(|s| {
