@@ -95,6 +95,8 @@ def run_torch(args, embd, heads, layers):
     start = time.perf_counter()
     tokens = 0
     for step, rows in enumerate(data):
+        if step == args.warmup:
+            start, tokens = time.perf_counter(), 0
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps)
         opt.zero_grad()
@@ -163,6 +165,9 @@ def run_jax(args, embd, heads, layers):
     start = time.perf_counter()
     tokens = 0
     for i, rows in enumerate(data):
+        if i == args.warmup:
+            params["wte"].block_until_ready()
+            start, tokens = time.perf_counter(), 0
         params, m, v = step(params, m, v, float(i + 1), lr_at(i, args.steps), *arrays(rows))
         tokens += sum(len(r[0]) for r in rows)
     params["wte"].block_until_ready()
@@ -176,6 +181,7 @@ def main():
     ap.add_argument("--config", choices=sorted(CONFIGS), default="micro")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--warmup", type=int, default=0, help="untimed steps at the start, of --steps")
     ap.add_argument("--threads", type=int, default=1, help="threads (JAX: 1, or all cores)")
     args = ap.parse_args()
     run = run_torch if args.framework == "torch" else run_jax
