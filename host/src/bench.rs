@@ -50,8 +50,9 @@ fn threads_label(threads: usize) -> String {
 
 /// Trains `warmup` and then `steps` steps of `batch` names on `threads` threads from
 /// microgpt's start (seed 42), and returns the seconds and the rows (predicted tokens)
-/// of the `steps`. The warm-up steps are not timed: in them each thread first touches
-/// its buffers, page by page, which a short run would count as training.
+/// of the `steps`. The warm-up steps are not timed: they pay once for what a long run
+/// pays once (the threads' start, the first touch of their buffers), which a short run
+/// would count as training.
 fn train_run<C: Config, K: Kernels<f32>>(
     data: &Dataset,
     warmup: usize,
