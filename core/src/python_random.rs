@@ -275,17 +275,25 @@ pub fn shuffle<R: Rng + ?Sized, T>(rng: &mut R, x: &mut [T]) {
 pub fn choices<R: Rng + ?Sized, F: Float>(rng: &mut R, weights: &[F]) -> Result<usize, Error> {
     let last = weights.len().checked_sub(1).ok_or(Error::NonFinite)?;
     let sums = F32Sums::new(weights);
-    if sums.is_none() {
-        // The f64 total must be checked before the draw, as Python does.
-        let total = f64_total(weights);
-        if !(total > 0.0 && total.is_finite()) {
-            return Err(Error::NonFinite);
+    // Without the estimate, the f64 total is needed now: it must be checked before the
+    // draw, as Python does.
+    let total = match sums {
+        Some(_) => None,
+        None => {
+            let total = f64_total(weights);
+            if !(total > 0.0 && total.is_finite()) {
+                return Err(Error::NonFinite);
+            }
+            Some(total)
         }
-    }
+    };
     let r = random_f64(rng);
     match sums.and_then(|s| s.index(weights, r as f32)) {
         Some(i) => Ok(i),
-        None => Ok(f64_index(weights, last, r * f64_total(weights))),
+        None => {
+            let total = total.unwrap_or_else(|| f64_total(weights));
+            Ok(f64_index(weights, last, r * total))
+        }
     }
 }
 
