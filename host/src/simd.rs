@@ -107,11 +107,11 @@ fn exp_libm(x: f32x8) -> f32x8 {
     f32x8::new(out)
 }
 
-/// Up to 8 values in one register, `-inf` past the end.
+/// Up to 8 values in one register, `fill` past the end.
 #[inline(always)]
-fn padded(x: &[f32]) -> f32x8 {
+fn padded(x: &[f32], fill: f32) -> f32x8 {
     // Element by element: a copy of variable length would call memcpy.
-    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut lanes = [fill; 8];
     for (l, &v) in lanes.iter_mut().zip(x) {
         *l = v;
     }
@@ -134,7 +134,7 @@ fn hmax(v: f32x8) -> f32 {
 /// Softmax of `R` rows of up to 8 values, each in one register, phase by phase.
 #[inline(always)]
 fn softmax_short<const R: usize>(rows: &mut [&mut [f32]; R]) {
-    let v: [f32x8; R] = core::array::from_fn(|i| padded(rows[i]));
+    let v: [f32x8; R] = core::array::from_fn(|i| padded(rows[i], f32::NEG_INFINITY));
     let e: [f32x8; R] = core::array::from_fn(|i| exp(v[i] - f32x8::splat(hmax(v[i]))));
     let p: [f32x8; R] = core::array::from_fn(|i| e[i] * f32x8::splat(1.0 / e[i].reduce_add()));
     for (row, p) in rows.iter_mut().zip(p) {
@@ -458,7 +458,7 @@ impl Kernels<f32> for Simd {
         for c in x[..split].chunks_exact(8) {
             maxes = maxes.fast_max(load(c));
         }
-        let tail = padded(&x[split..]);
+        let tail = padded(&x[split..], f32::NEG_INFINITY);
         let m = f32x8::splat(hmax(maxes.fast_max(tail)));
         let mut total = f32x8::ZERO;
         for c in x[..split].chunks_exact_mut(8) {
@@ -686,9 +686,7 @@ impl Kernels<f32> for Exact {
         let tail = chunks.into_remainder();
         if !tail.is_empty() {
             // Lanes past the end hold a value in exp_libm's main range, not a slow edge.
-            let mut lanes = [max - 1.0; 8];
-            lanes[..tail.len()].copy_from_slice(tail);
-            let e = exp_libm(f32x8::new(lanes) - f32x8::splat(max));
+            let e = exp_libm(padded(tail, max - 1.0) - f32x8::splat(max));
             tail.copy_from_slice(&e.as_array()[..tail.len()]);
         }
         let total = x.iter().fold(0.0f32, |t, &v| t + v);
