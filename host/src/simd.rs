@@ -158,6 +158,29 @@ fn softmax_masked<const R: usize>(x: &mut [f32], offsets: [usize; R], live: f32x
     }
 }
 
+/// The walk of both kernels' masked softmaxes over the whole rows of `stride` of `x`:
+/// `four` rows at a time (their offsets), then the rest `one` at a time, each with the
+/// mask of the first `n` lanes.
+#[inline(always)]
+fn masked_rows(
+    x: &mut [f32],
+    stride: usize,
+    n: usize,
+    mut four: impl FnMut(&mut [f32], [usize; 4], f32x8),
+    mut one: impl FnMut(&mut [f32], [usize; 1], f32x8),
+) {
+    let live = f32x8::new([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]).simd_lt(f32x8::splat(n as f32));
+    let rows = x.len() / stride;
+    let mut r = 0;
+    while r + 4 <= rows {
+        four(x, core::array::from_fn(|i| (r + i) * stride), live);
+        r += 4;
+    }
+    for r in r..rows {
+        one(x, [r * stride], live);
+    }
+}
+
 /// [`Scalar`]'s softmax of the first `n` (at most 8) values of `R` rows of `x` at
 /// `offsets`, to the bit: each row in a register, masked by `live`, the rows' steps
 /// interleaved so that their latencies overlap. The maximum of the live lanes equals the
@@ -490,17 +513,7 @@ impl Kernels<f32> for Simd {
         if stride >= 8 && x.len().is_multiple_of(stride) {
             // Whole rows of 8 or more: load 8 lanes and mask the ones past `n`, with no
             // copying and no branches (the rest of a row is scratch).
-            let live = f32x8::new([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
-                .simd_lt(f32x8::splat(n as f32));
-            let rows = x.len() / stride;
-            let mut r = 0;
-            while r + 4 <= rows {
-                softmax_masked::<4>(x, core::array::from_fn(|i| (r + i) * stride), live);
-                r += 4;
-            }
-            for r in r..rows {
-                softmax_masked::<1>(x, [r * stride], live);
-            }
+            masked_rows(x, stride, n, softmax_masked::<4>, softmax_masked::<1>);
             return;
         }
         let mut rows = x.chunks_mut(stride).map(|row| {
@@ -704,18 +717,13 @@ impl Kernels<f32> for Exact {
             }
             return;
         }
-        let live =
-            f32x8::new([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]).simd_lt(f32x8::splat(n as f32));
-        let rows = x.len() / stride;
-        let mut r = 0;
-        while r + 4 <= rows {
-            let offsets = core::array::from_fn(|i| (r + i) * stride);
-            softmax_exact_masked::<4>(x, offsets, n, live);
-            r += 4;
-        }
-        for r in r..rows {
-            softmax_exact_masked::<1>(x, [r * stride], n, live);
-        }
+        masked_rows(
+            x,
+            stride,
+            n,
+            |x, rows, live| softmax_exact_masked::<4>(x, rows, n, live),
+            |x, rows, live| softmax_exact_masked::<1>(x, rows, n, live),
+        );
     }
 
     fn rmsnorm(out: &mut [f32], x: &[f32]) -> f32 {
