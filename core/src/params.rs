@@ -236,6 +236,25 @@ impl Layout {
             (t, range, shape)
         })
     }
+
+    /// Share `s` of `shares` contiguous ranges that cover the block, cut at tensor
+    /// boundaries into about equal sizes: a tensor belongs to the share that holds its
+    /// middle. Threads that each update and transpose one share touch no tensor of
+    /// another's. A share may be empty.
+    pub fn share(&self, s: usize, shares: usize) -> Range<usize> {
+        let n = self.len();
+        let shares = shares.max(1);
+        // The start of the first tensor whose middle lies in share `s` or later.
+        let start_of = |s: usize| {
+            self.tensors()
+                .map(|(_, r, _)| r)
+                .find(|r| (r.start + r.end) * shares >= 2 * s * n)
+                .map_or(n, |r| r.start)
+        };
+        let start = if s == 0 { 0 } else { start_of(s).min(n) };
+        let end = if s + 1 >= shares { n } else { start_of(s + 1) };
+        start..end.max(start)
+    }
 }
 
 /// Checks that `vocab` tokens fit `C` and returns the shape in use.
@@ -497,11 +516,36 @@ impl<C: Config, F: Float> Transposed<C, F> {
     /// Recomputes the transposes of `w` with the kernels `K`.
     pub fn refresh<K: Kernels<F>>(&mut self, w: &Weights<'_, C, F>) {
         let layout = w.layout();
+        let all = 0..layout.len();
+        Self::refresh_share::<K>(
+            self.block_mut(layout),
+            &w.as_slice()[all.clone()],
+            layout,
+            all,
+        );
+    }
+
+    /// The whole block, to refresh in shares on several threads with
+    /// [`Transposed::refresh_share`], for weights of `layout`.
+    pub fn block_mut(&mut self, layout: &Layout) -> &mut [F] {
         self.vocab = layout.dims().vocab;
-        let t = &mut self.buf.as_mut()[..layout.len()];
-        for (tensor, range, [_, cols]) in layout.tensors() {
-            if !matches!(tensor, Tensor::Wte | Tensor::Wpe) {
-                K::transpose(&mut t[range.clone()], &w.as_slice()[range], cols);
+        &mut self.buf.as_mut()[..layout.len()]
+    }
+
+    /// Recomputes the transposes of the matrices in `range`, which must be a share of
+    /// `layout` ([`Layout::share`]): `params` holds the weights of that range, and `t`
+    /// the same range of [`Transposed::block_mut`].
+    pub fn refresh_share<K: Kernels<F>>(
+        t: &mut [F],
+        params: &[F],
+        layout: &Layout,
+        range: Range<usize>,
+    ) {
+        for (tensor, r, [_, cols]) in layout.tensors() {
+            let inside = r.start >= range.start && r.end <= range.end;
+            if inside && !matches!(tensor, Tensor::Wte | Tensor::Wpe) {
+                let local = r.start - range.start..r.end - range.start;
+                K::transpose(&mut t[local.clone()], &params[local], cols);
             }
         }
     }
@@ -515,6 +559,29 @@ impl<C: Config, F: Float> Transposed<C, F> {
 mod tests {
     use super::*;
     use crate::registry::{Makemore, Micro};
+
+    #[test]
+    fn shares_cover_the_block_at_tensor_boundaries() {
+        for layout in [Layout::new(Micro::DIMS), Layout::new(Makemore::DIMS)] {
+            let largest = layout.tensors().map(|(_, r, _)| r.len()).max().unwrap();
+            for shares in 1..=5 {
+                let mut end = 0;
+                for s in 0..shares {
+                    let r = layout.share(s, shares);
+                    assert_eq!(r.start, end, "share {s} of {shares} follows the last");
+                    let at_tensor = layout.tensors().any(|(_, t, _)| t.start == r.start);
+                    assert!(at_tensor || r.is_empty());
+                    // About equal: no larger than its part plus the largest tensor.
+                    assert!(r.len() <= layout.len() / shares + largest);
+                    end = r.end;
+                }
+                assert_eq!(end, layout.len());
+            }
+        }
+        // microgpt's model in two: the embeddings, lm_head and attention, then the MLP.
+        let micro = Layout::new(Micro::DIMS);
+        assert_eq!(micro.share(0, 2), 0..micro.layer(0).fc1.start);
+    }
 
     #[test]
     fn layout_follows_state_dict_order() {

@@ -15,6 +15,8 @@ pub mod parallel;
 #[cfg(feature = "cli")]
 pub mod plot;
 #[cfg(feature = "cli")]
+pub mod pool;
+#[cfg(feature = "cli")]
 pub mod progress;
 #[cfg(feature = "cli")]
 pub mod reference;

@@ -3,11 +3,12 @@
 //!
 //! Each worker owns its activations and gradients. A step gives each worker a
 //! contiguous share of the batch's names with about the same number of rows, runs them
-//! on a persistent thread pool (the calling thread takes the first share), then adds
-//! their gradients in worker order and applies Adam, both split over parts of the
-//! parameters for large models. A run is deterministic for a given number of threads.
+//! on a [`Pool`] (the calling thread takes the first share), then adds their gradients
+//! in worker order, applies Adam and refreshes the transposes, each thread on its own
+//! share of the tensors. A run is deterministic for a given number of threads.
 
 use std::marker::PhantomData;
+use std::ops::Range;
 
 use anyhow::{Result, anyhow};
 use microgpt_core::{
@@ -15,6 +16,7 @@ use microgpt_core::{
     Weights, all_finite, backward, forward, forward_train,
 };
 
+use crate::pool::Pool;
 use crate::simd::Simd;
 
 /// The cores of this machine (1 when it cannot tell).
@@ -24,14 +26,15 @@ pub fn cores() -> usize {
 
 /// The threads worth sharing steps of `batch` names of `C` among, out of `cores`.
 ///
-/// A second thread pays for its hand-off only when each step has enough rows and
-/// enough weights: measured on 2 cores (Xeon, AVX-512), micro is never faster on two
-/// (batch 32: 40 ms on either for 300 steps), makemore at batch 4 is slower (245 ms
-/// against 215 ms), and the gain starts at batch 16 for the larger models (mini 1.05×,
-/// makemore 1.33×; at batch 32, 1.28× and 1.62×).
+/// A second thread pays for its hand-off (about a microsecond, see [`Pool`]) and for
+/// moving the gradients and weights between the cores (a few microseconds a step for
+/// microgpt's model) once each step has enough rows and weights. Measured on 2 cores
+/// (Xeon, AVX-512), two threads against one: micro at batch 4 0.85×, batch 8 1.08×,
+/// batch 16 1.44×, batch 32 1.64×; mini at batch 4 1.04×, batch 8 1.33×; makemore at
+/// batch 4 1.2×, batch 8 1.4×, batch 32 1.7×.
 pub fn default_threads<C: Config>(batch: usize, cores: usize) -> usize {
     let params = C::DIMS.with_vocab(27).num_params();
-    if batch >= 16 && batch * params >= 400_000 {
+    if batch >= 4 && batch * params >= 32_000 {
         cores.max(1)
     } else {
         1
@@ -58,7 +61,7 @@ struct Worker<C: Config> {
 /// Workers for up to `threads` threads, with kernels `K`.
 pub struct Workers<C: Config, K = Simd> {
     workers: Vec<Worker<C>>,
-    pool: Option<rayon::ThreadPool>,
+    pool: Pool,
     kernels: PhantomData<K>,
 }
 
@@ -67,13 +70,7 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
     /// of `threads - 1` threads the others, so that no more threads run than asked.
     pub fn new(threads: usize) -> Result<Self> {
         let threads = threads.max(1);
-        let pool = (threads > 1)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads - 1)
-                    .build()
-            })
-            .transpose()?;
+        let pool = Pool::new(threads)?;
         let workers = (0..threads as u64)
             .map(|index| Worker {
                 acts: bytemuck::zeroed_box(),
@@ -180,17 +177,9 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
         used: usize,
         f: impl Fn(&mut Worker<C>) -> Result<f64> + Sync,
     ) -> Result<f64> {
-        let f = |w: &mut Worker<C>| w.result = if w.batch.is_empty() { Ok(0.0) } else { f(w) };
-        let (first, rest) = self.workers[..used].split_at_mut(1);
-        match &self.pool {
-            Some(pool) if !rest.is_empty() => pool.in_place_scope(|s| {
-                for w in rest.iter_mut() {
-                    s.spawn(|_| f(w));
-                }
-                f(&mut first[0]);
-            }),
-            _ => f(&mut first[0]),
-        }
+        self.pool.for_each_mut(&mut self.workers[..used], |w| {
+            w.result = if w.batch.is_empty() { Ok(0.0) } else { f(w) }
+        });
         self.workers[..used]
             .iter_mut()
             .map(|w| std::mem::replace(&mut w.result, Ok(0.0)))
@@ -198,21 +187,16 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
     }
 }
 
-/// Runs the jobs, the first on this thread and the others on the pool (all here
-/// without one).
-fn spawn_all(pool: Option<&rayon::ThreadPool>, mut jobs: Vec<impl FnOnce() + Send>) {
-    match pool {
-        Some(pool) if jobs.len() > 1 => {
-            let first = jobs.remove(0);
-            pool.in_place_scope(|s| {
-                for job in jobs {
-                    s.spawn(move |_| job());
-                }
-                first();
-            });
-        }
-        _ => jobs.into_iter().for_each(|job| job()),
-    }
+/// `s` cut into the consecutive `ranges`, which must cover it in order.
+fn split<'a, T>(mut s: &'a mut [T], ranges: &[Range<usize>]) -> Vec<&'a mut [T]> {
+    ranges
+        .iter()
+        .map(|r| {
+            let (head, tail) = std::mem::take(&mut s).split_at_mut(r.len());
+            s = tail;
+            head
+        })
+        .collect()
 }
 
 /// Mean negative log-likelihood per predicted token of `names`, in nats: makemore's
@@ -302,62 +286,68 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
         };
         let (loss, used) = self.workers.step(&w, vocab, names, dropout)?;
         self.update(used, lr, hp)?;
-        self.refresh();
         Ok(loss)
     }
 
-    /// Adds up the workers' gradients and applies Adam, each worker on its own part of
-    /// the parameters: first the sums and their squares, then the update. A gradient
-    /// that is not finite is [`Diverged`], and then the weights are left as they were.
+    /// Adds up the workers' gradients, applies Adam and refreshes the transposes, each
+    /// thread on its own share of the tensors ([`Layout::share`]): first the sums and
+    /// their squares, then the update and the transposes of the same tensors, so that
+    /// no thread transposes weights that another has just written. A gradient that is
+    /// not finite is [`Diverged`], and then the weights are left as they were.
     fn update(&mut self, used: usize, lr: f64, hp: &AdamConfig) -> Result<()> {
-        let n = self.params.as_slice().len();
-        // Below about 64K parameters the hand-off to the pool costs more than it saves.
-        let part = if n < 1 << 16 { n } else { n.div_ceil(used) };
-        let pool = self.workers.pool.as_ref();
+        let layout = *self.params.weights().layout();
+        let shares: Vec<Range<usize>> = (0..used).map(|s| layout.share(s, used)).collect();
+        let pool = &self.workers.pool;
         let (first, rest) = self.workers.workers[..used].split_at_mut(1);
-        let total = first[0].grads.as_mut_slice();
         let others: Vec<&[f32]> = rest.iter().map(|w| w.grads.as_slice()).collect();
-        let mut squares = vec![0.0f64; n.div_ceil(part)];
         let clip = hp.max_grad_norm.is_some();
-        let sums = total
-            .chunks_mut(part)
-            .zip(squares.iter_mut())
-            .enumerate()
-            .map(|(i, (total, sq))| {
-                let others = &others;
-                move || {
-                    for other in others {
-                        total
-                            .iter_mut()
-                            .zip(&other[i * part..])
-                            .for_each(|(t, g)| *t += g);
-                    }
-                    if clip {
-                        *sq = K::dot(total, total).to_f64();
-                    } else if !all_finite(total) {
-                        *sq = f64::NAN;
-                    }
-                }
-            });
-        spawn_all(pool, sums.collect());
+        let mut sums: Vec<(&mut [f32], f64)> = split(first[0].grads.as_mut_slice(), &shares)
+            .into_iter()
+            .map(|total| (total, 0.0))
+            .collect();
+        let mut sums: Vec<_> = sums.iter_mut().zip(&shares).collect();
+        pool.for_each_mut(&mut sums, |((total, sq), range)| {
+            for other in &others {
+                total
+                    .iter_mut()
+                    .zip(&other[range.start..])
+                    .for_each(|(t, g)| *t += g);
+            }
+            if clip {
+                *sq = K::dot(total, total).to_f64();
+            } else if !all_finite(total) {
+                *sq = f64::NAN;
+            }
+        });
 
         // Not finite when some gradient is not: with clipping through the norm itself,
-        // else through the NaN that marks a part with such a gradient.
-        let norm_sq: f64 = squares.iter().sum();
+        // else through the NaN that marks a share with such a gradient.
+        let norm_sq: f64 = sums.iter().map(|((_, sq), _)| *sq).sum();
         if !norm_sq.is_finite() {
             return Err(Diverged("the gradient").into());
         }
         let step = self.adam.begin(lr, hp, clip.then_some(norm_sq));
-        let (m, v) = self.adam.moments_mut(n);
+        let (m, v) = self.adam.moments_mut(layout.len());
         let total = self.workers.workers[0].grads.as_slice();
-        let parts = self
-            .params
-            .as_mut_slice()
-            .chunks_mut(part)
-            .zip(total.chunks(part))
-            .zip(m.chunks_mut(part).zip(v.chunks_mut(part)));
-        let updates = parts.map(|((p, g), (m, v))| move || K::adam(p, g, m, v, &step));
-        spawn_all(pool, updates.collect());
+        let transposed: Vec<Option<&mut [f32]>> = if K::PREFERS_TRANSPOSED {
+            let t = self.transposed.block_mut(&layout);
+            split(t, &shares).into_iter().map(Some).collect()
+        } else {
+            (0..used).map(|_| None).collect()
+        };
+        let mut parts: Vec<_> = split(self.params.as_mut_slice(), &shares)
+            .into_iter()
+            .zip(split(m, &shares))
+            .zip(split(v, &shares))
+            .zip(transposed)
+            .zip(&shares)
+            .collect();
+        pool.for_each_mut(&mut parts, |((((p, m), v), t), range)| {
+            K::adam(p, &total[range.clone()], m, v, &step);
+            if let Some(t) = t {
+                Transposed::<C>::refresh_share::<K>(t, p, &layout, range.clone());
+            }
+        });
         Ok(())
     }
 
@@ -384,4 +374,89 @@ fn view<'a, C: Config, K: Kernels<f32>>(
     } else {
         w
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use microgpt_core::{Makemore, Micro, PyRandom};
+
+    const NAMES: [&str; 12] = [
+        "emma",
+        "olivia",
+        "ava",
+        "isabella",
+        "sophia",
+        "charlotte",
+        "mia",
+        "amelia",
+        "harper",
+        "evelyn",
+        "abigail",
+        "emily",
+    ];
+
+    /// A trainer of `C` after `steps` steps of `NAMES` on `threads` threads, with
+    /// clipping and weight decay so that every part of the update takes part. A large
+    /// epsilon keeps Adam from blowing the last bits of a tiny gradient up to a whole
+    /// step of `lr` (for such a gradient `m / sqrt(v)` is its sign).
+    fn trained<C: Config>(threads: usize, steps: usize) -> ParallelTrainer<C> {
+        let vocab = Vocab::from_chars(NAMES.iter().flat_map(|n| n.chars())).unwrap();
+        let mut params: Box<Params<C>> = bytemuck::zeroed_box();
+        params.init(vocab.len(), &mut PyRandom::new(42)).unwrap();
+        let mut trainer = ParallelTrainer::<C>::new(params, threads).unwrap();
+        let hp = AdamConfig {
+            weight_decay: 0.1,
+            max_grad_norm: Some(1.0),
+            eps: 1e-2,
+            ..AdamConfig::MICROGPT
+        };
+        for step in 0..steps {
+            trainer
+                .step(&vocab, &NAMES, hp.rate(step, steps), &hp, 0.0)
+                .unwrap();
+        }
+        trainer
+    }
+
+    /// Threads share the batch, the reduction, Adam and the transposes: whatever their
+    /// number, training gives the weights of one thread (up to the order of the
+    /// gradients' sums), and the transposes are those of the weights.
+    fn threads_train_as_one<C: Config>() {
+        let one = trained::<C>(1, 5);
+        for threads in [2, 3] {
+            let many = trained::<C>(threads, 5);
+            let (a, b) = (one.params().as_slice(), many.params().as_slice());
+            let worst = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            // A share left out or updated twice would be off by about lr, 0.01.
+            assert!(worst < 1e-5, "{threads} threads: off by {worst}");
+            assert_ne!(a, b, "{threads} threads: the sums should differ in order");
+
+            let mut fresh: Box<Transposed<C>> = bytemuck::zeroed_box();
+            fresh.refresh::<Simd>(&many.params().weights());
+            let got = view::<C, Simd>(&many.params, &many.transposed).unwrap();
+            let want = view::<C, Simd>(&many.params, &fresh).unwrap();
+            assert_eq!(got.lm_head().t, want.lm_head().t);
+            for l in 0..C::DIMS.layers {
+                let (got, want) = (got.layer(l), want.layer(l));
+                for (g, w) in [(got.wq, want.wq), (got.fc1, want.fc1), (got.fc2, want.fc2)] {
+                    assert_eq!(g.t, w.t, "{threads} threads: a stale transpose");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn threads_train_micro_as_one() {
+        threads_train_as_one::<Micro>();
+    }
+
+    #[test]
+    fn threads_train_makemore_as_one() {
+        threads_train_as_one::<Makemore>();
+    }
 }
