@@ -268,6 +268,8 @@ trait Lanes: Copy {
     fn store(self, s: &mut [f32]);
     fn mul_add(self, a: Self, b: Self) -> Self;
     fn add(self, b: Self) -> Self;
+    /// The product, rounded on its own (never fused with an addition).
+    fn mul(self, b: Self) -> Self;
 }
 
 /// [`Lanes`] for one of `wide`'s float vectors of `$n` lanes.
@@ -295,6 +297,10 @@ macro_rules! lanes {
             #[inline(always)]
             fn add(self, b: Self) -> Self {
                 self + b
+            }
+            #[inline(always)]
+            fn mul(self, b: Self) -> Self {
+                self * b
             }
         }
     };
@@ -734,22 +740,44 @@ impl Kernels<f32> for Exact {
         let Some(t) = m.t else {
             return <Scalar as Kernels<f32>>::matvec(out, m, x);
         };
-        let (rows, n) = (m.rows().min(out.len()), m.cols.min(x.len()));
-        let blocked = rows - rows % 8;
-        for r in (0..blocked).step_by(8) {
-            let mut acc = f32x8::ZERO;
-            for (k, &xk) in x[..n].iter().enumerate() {
-                acc += load(&t[k * m.rows() + r..]) * f32x8::splat(xk);
-            }
-            out[r..r + 8].copy_from_slice(acc.as_array());
-        }
-        for (o, row) in out[blocked..rows]
+        let (rows, x) = (m.rows().min(out.len()), &x[..m.cols.min(x.len())]);
+        let r = exact_rows::<Widest>(out, t, m.rows(), x, 0, rows);
+        let r = if Widest::N > 8 {
+            exact_rows::<f32x8>(out, t, m.rows(), x, r, rows)
+        } else {
+            r
+        };
+        for (o, row) in out[r..rows]
             .iter_mut()
-            .zip(m.w.chunks_exact(m.cols).skip(blocked))
+            .zip(m.w.chunks_exact(m.cols).skip(r))
         {
             *o = <Scalar as Kernels<f32>>::dot(row, x);
         }
     }
+}
+
+/// [`Exact::matvec`] for the rows from `r` on, `V::N` at a time while whole registers
+/// fill them, up to `rows`: each lane adds up its row's products from left to right,
+/// each product rounded, as [`Scalar::dot`] does. `t` is the transpose (`x.len()` rows
+/// of `n_out`). Returns the first row not done.
+#[inline(always)]
+fn exact_rows<V: Lanes>(
+    out: &mut [f32],
+    t: &[f32],
+    n_out: usize,
+    x: &[f32],
+    mut r: usize,
+    rows: usize,
+) -> usize {
+    while r + V::N <= rows {
+        let mut acc = V::ZERO;
+        for (k, &xk) in x.iter().enumerate() {
+            acc = acc.add(V::load(&t[k * n_out + r..]).mul(V::splat(xk)));
+        }
+        acc.store(&mut out[r..]);
+        r += V::N;
+    }
+    r
 }
 
 #[cfg(test)]
