@@ -108,8 +108,8 @@ struct TrainArgs {
     /// Seed of the shuffle and of the initial weights (Python's random.seed).
     #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     seed: i64,
-    /// Threads that share each batch [default: the number of cores for batches of 16 or
-    /// more names of the larger models, else 1, whichever is faster here].
+    /// Threads that share each batch [default: the number of cores for batches of 8 or
+    /// more names (4 for the larger models), else 1, whichever is faster here].
     #[arg(long)]
     threads: Option<usize>,
     /// Peak learning rate of Adam.
