@@ -297,15 +297,16 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
     fn update(&mut self, used: usize, lr: f64, hp: &AdamConfig) -> Result<()> {
         let layout = *self.params.weights().layout();
         let shares: Vec<Range<usize>> = (0..used).map(|s| layout.share(s, used)).collect();
-        let pool = &self.workers.pool;
+        let pool = &mut self.workers.pool;
         let (first, rest) = self.workers.workers[..used].split_at_mut(1);
         let others: Vec<&[f32]> = rest.iter().map(|w| w.grads.as_slice()).collect();
         let clip = hp.max_grad_norm.is_some();
-        let mut sums: Vec<(&mut [f32], f64)> = split(first[0].grads.as_mut_slice(), &shares)
+        let mut squares = vec![0.0f64; used];
+        let mut sums: Vec<_> = split(first[0].grads.as_mut_slice(), &shares)
             .into_iter()
-            .map(|total| (total, 0.0))
+            .zip(squares.iter_mut())
+            .zip(&shares)
             .collect();
-        let mut sums: Vec<_> = sums.iter_mut().zip(&shares).collect();
         pool.for_each_mut(&mut sums, |((total, sq), range)| {
             for other in &others {
                 total
@@ -314,15 +315,15 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
                     .for_each(|(t, g)| *t += g);
             }
             if clip {
-                *sq = K::dot(total, total).to_f64();
+                **sq = K::dot(total, total).to_f64();
             } else if !all_finite(total) {
-                *sq = f64::NAN;
+                **sq = f64::NAN;
             }
         });
 
         // Not finite when some gradient is not: with clipping through the norm itself,
         // else through the NaN that marks a share with such a gradient.
-        let norm_sq: f64 = sums.iter().map(|((_, sq), _)| *sq).sum();
+        let norm_sq: f64 = squares.iter().sum();
         if !norm_sq.is_finite() {
             return Err(Diverged("the gradient").into());
         }

@@ -91,8 +91,8 @@ impl Pool {
 
     /// Calls `f(i)` once for every thread `i` in `0..threads()`, `f(0)` on this thread,
     /// and returns when every call has returned. A panic in any call is raised here,
-    /// once all have ended.
-    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+    /// once all have ended. (`&mut self`: one job at a time.)
+    pub fn run(&mut self, f: &(dyn Fn(usize) + Sync)) {
         let s = &*self.shared;
         if self.handles.is_empty() {
             return f(0);
@@ -110,17 +110,15 @@ impl Pool {
         let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
         wait_until(|| s.pending.load(Ordering::Acquire) == 0);
         s.job.store(std::ptr::null_mut(), Ordering::Relaxed);
-        if let Err(panic) = mine {
-            resume_unwind(panic);
-        }
-        if let Some(panic) = lock(&s.panic).take() {
+        let theirs = lock(&s.panic).take();
+        if let Some(panic) = mine.err().or(theirs) {
             resume_unwind(panic);
         }
     }
 
     /// Calls `f` on every item of `items`, item `i` on thread `i`: at most one item a
     /// thread (extra items are an error of the caller's and panic).
-    pub fn for_each_mut<T: Send>(&self, items: &mut [T], f: impl Fn(&mut T) + Sync) {
+    pub fn for_each_mut<T: Send>(&mut self, items: &mut [T], f: impl Fn(&mut T) + Sync) {
         assert!(
             items.len() <= self.threads(),
             "{} items for {} threads",
@@ -240,7 +238,7 @@ mod tests {
     #[test]
     fn every_thread_runs_every_job_once() {
         for threads in [1, 2, 3] {
-            let pool = Pool::new(threads).unwrap();
+            let mut pool = Pool::new(threads).unwrap();
             assert_eq!(pool.threads(), threads);
             let counts: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
             for _ in 0..1000 {
@@ -254,7 +252,7 @@ mod tests {
 
     #[test]
     fn items_are_shared_one_a_thread() {
-        let pool = Pool::new(3).unwrap();
+        let mut pool = Pool::new(3).unwrap();
         let mut items = vec![Vec::new(); 3];
         for round in 0..100 {
             pool.for_each_mut(&mut items, |v: &mut Vec<usize>| v.push(round));
@@ -268,7 +266,7 @@ mod tests {
 
     #[test]
     fn a_sleeping_thread_wakes_for_the_next_job() {
-        let pool = Pool::new(2).unwrap();
+        let mut pool = Pool::new(2).unwrap();
         let ran = AtomicUsize::new(0);
         for _ in 0..3 {
             std::thread::sleep(SPIN * 3);
@@ -281,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_panic_on_a_pool_thread_reaches_the_caller_and_the_pool_goes_on() {
-        let pool = Pool::new(2).unwrap();
+        let mut pool = Pool::new(2).unwrap();
         let caught = catch_unwind(AssertUnwindSafe(|| {
             pool.run(&|i| assert!(i != 1, "thread 1 fails"));
         }));
