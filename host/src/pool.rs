@@ -108,7 +108,10 @@ impl Pool {
         s.pending.store(self.handles.len(), Ordering::Relaxed);
         s.publish();
         let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
-        wait_until(|| s.pending.load(Ordering::Acquire) == 0);
+        // After 50 µs the caller yields its core while it waits: on a machine with more
+        // threads than cores, the thread it waits for may need it.
+        let done = || s.pending.load(Ordering::Acquire) == 0;
+        wait_until(done, Duration::from_micros(50), std::thread::yield_now);
         s.job.store(std::ptr::null_mut(), Ordering::Relaxed);
         let theirs = lock(&s.panic).take();
         if let Some(panic) = mine.err().or(theirs) {
@@ -164,21 +167,9 @@ impl Shared {
     fn serve(&self, index: usize) {
         let mut seen = 0;
         loop {
-            let start = Instant::now();
-            let mut spins = 0u32;
-            loop {
-                let epoch = self.epoch.load(Ordering::Acquire);
-                if epoch != seen {
-                    seen = epoch;
-                    break;
-                }
-                spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(256) && start.elapsed() > SPIN {
-                    self.sleep(seen);
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
+            let new_epoch = || self.epoch.load(Ordering::Acquire) != seen;
+            wait_until(new_epoch, SPIN, || self.sleep(seen));
+            seen = self.epoch.load(Ordering::Acquire);
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
@@ -205,15 +196,15 @@ impl Shared {
     }
 }
 
-/// Spins until `done`, then yields the core while it waits: on a machine with more
-/// threads than cores, the thread it waits for may need this one's.
-fn wait_until(done: impl Fn() -> bool) {
+/// Spins until `done`; once `patience` has passed, calls `meanwhile` between checks
+/// instead (to sleep, or to yield the core).
+fn wait_until(done: impl Fn() -> bool, patience: Duration, meanwhile: impl Fn()) {
     let start = Instant::now();
     let mut spins = 0u32;
     while !done() {
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(256) && start.elapsed() > Duration::from_micros(50) {
-            std::thread::yield_now();
+        if spins.is_multiple_of(256) && start.elapsed() > patience {
+            meanwhile();
         } else {
             std::hint::spin_loop();
         }

@@ -741,12 +741,10 @@ impl Kernels<f32> for Exact {
             return <Scalar as Kernels<f32>>::matvec(out, m, x);
         };
         let (rows, x) = (m.rows().min(out.len()), &x[..m.cols.min(x.len())]);
+        // Whole registers of the widest lanes, then of 8 (none left when they are the
+        // same), then one row at a time.
         let r = exact_rows::<Widest>(out, t, m.rows(), x, 0, rows);
-        let r = if Widest::N > 8 {
-            exact_rows::<f32x8>(out, t, m.rows(), x, r, rows)
-        } else {
-            r
-        };
+        let r = exact_rows::<f32x8>(out, t, m.rows(), x, r, rows);
         for (o, row) in out[r..rows]
             .iter_mut()
             .zip(m.w.chunks_exact(m.cols).skip(r))
