@@ -135,3 +135,94 @@ pub fn split(docs: &[String], seed: i64) -> (Vec<String>, Vec<String>, PyRandom)
     let val_docs = docs.split_off(train);
     (docs, val_docs, rng)
 }
+
+/// Which training name each slot of a run takes: slot `i` is step `i / batch`'s name
+/// `i % batch`. The split's order cycles, as in microgpt; with `reshuffle`, every pass
+/// after the first takes its own shuffle of it, so that no two passes repeat the same
+/// batches. Both depend only on the slot, so a resumed run takes the same names.
+pub struct Order {
+    n: usize,
+    seed: i64,
+    reshuffle: bool,
+    /// The pass whose shuffle `perm` holds.
+    pass: usize,
+    perm: Vec<usize>,
+}
+
+impl Order {
+    /// The order of `n` training names for a run with `seed`.
+    pub fn new(n: usize, seed: i64, reshuffle: bool) -> Self {
+        Order {
+            n,
+            seed,
+            reshuffle,
+            pass: 0,
+            perm: (0..n).collect(),
+        }
+    }
+
+    /// The training name of slot `i`.
+    pub fn name(&mut self, i: usize) -> usize {
+        let (pass, at) = (i / self.n, i % self.n);
+        if !self.reshuffle {
+            return at;
+        }
+        if pass != self.pass {
+            // Pass 0 keeps the split's order; pass p draws from a generator of its own,
+            // keyed by the run's seed and p.
+            self.perm = (0..self.n).collect();
+            if pass > 0 {
+                let s = self.seed.unsigned_abs();
+                let key = [s as u32, (s >> 32) as u32, pass as u32, (pass >> 32) as u32];
+                PyRandom::from_key(&key).shuffle(&mut self.perm);
+            }
+            self.pass = pass;
+        }
+        self.perm[at]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passes(order: &mut Order, n: usize, count: usize) -> Vec<Vec<usize>> {
+        (0..count)
+            .map(|p| (0..n).map(|i| order.name(p * n + i)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn without_reshuffle_the_names_cycle() {
+        let mut order = Order::new(5, 42, false);
+        let got: Vec<usize> = (0..12).map(|i| order.name(i)).collect();
+        assert_eq!(got, [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]);
+    }
+
+    #[test]
+    fn every_pass_is_its_own_shuffle_and_depends_only_on_the_slot() {
+        let n = 50;
+        let all = passes(&mut Order::new(n, 42, true), n, 4);
+        assert_eq!(
+            all[0],
+            (0..n).collect::<Vec<_>>(),
+            "pass 0 is the split's order"
+        );
+        for (p, pass) in all.iter().enumerate() {
+            let mut sorted = pass.clone();
+            sorted.sort_unstable();
+            assert_eq!(
+                sorted,
+                (0..n).collect::<Vec<_>>(),
+                "pass {p} is a permutation"
+            );
+        }
+        assert!(all[1] != all[0] && all[2] != all[1] && all[3] != all[2]);
+        // A run resumed in the middle of pass 2 takes the same names.
+        let mut resumed = Order::new(n, 42, true);
+        let later: Vec<usize> = (2 * n + 7..4 * n).map(|i| resumed.name(i)).collect();
+        assert_eq!(later, [&all[2][7..], &all[3][..]].concat());
+        // Another seed, other shuffles.
+        assert_ne!(passes(&mut Order::new(n, 7, true), n, 2)[1], all[1]);
+    }
+}

@@ -131,6 +131,10 @@ struct TrainArgs {
     /// Dropout rate of every block's attention and MLP outputs, in training.
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
+    /// Shuffle the training names anew for every pass over them after the first
+    /// (microgpt takes them in the same order every time).
+    #[arg(long)]
+    reshuffle: bool,
     /// Adam's first-moment decay (microgpt: 0.85).
     #[arg(long, default_value_t = 0.85)]
     beta1: f64,
@@ -420,6 +424,7 @@ fn main_job() -> Result<()> {
         threads: None,
         adam: AdamConfig::MICROGPT,
         dropout: 0.0,
+        reshuffle: false,
         out: None,
         plot: None,
         resume: false,
@@ -498,6 +503,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             ..AdamConfig::MICROGPT
         },
         dropout: a.dropout,
+        reshuffle: a.reshuffle,
         out: Some(a.out.clone()),
         plot: a.plot,
         resume: a.resume,

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, ensure};
 use microgpt_core::{AdamConfig, Config, Kernels, Params, PyRandom, Scalar, Vocab};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use crate::dataset::{Dataset, split};
+use crate::dataset::{Dataset, Order, split};
 use crate::model_file::encode;
 use crate::parallel::{Diverged, ParallelTrainer, cores, default_threads};
 use crate::progress::Progress;
@@ -34,6 +34,8 @@ pub struct TrainOptions {
     pub adam: AdamConfig,
     /// The dropout rate of every block's attention and MLP outputs.
     pub dropout: f32,
+    /// Shuffle the training names anew for every pass over them after the first.
+    pub reshuffle: bool,
     /// Where to write the trained weights (and `<out>.ckpt`).
     pub out: Option<PathBuf>,
     /// Where to draw the loss curve.
@@ -255,14 +257,14 @@ fn train_with<C: Config, K: Kernels<f32>>(
     let (uniform, mut warned) = ((vocab.len() as f64).ln(), false);
     let mut progress = Progress::new(start, opts.steps, &opts.label);
     let mut names: Vec<&str> = Vec::with_capacity(opts.batch);
+    let mut order = Order::new(train_docs.len(), opts.seed, opts.reshuffle);
     let mut done = start;
     let mut stopped_by = 0;
     while done < end {
         let step = done;
         names.clear();
         names.extend(
-            (0..opts.batch)
-                .map(|i| train_docs[(step * opts.batch + i) % train_docs.len()].as_str()),
+            (0..opts.batch).map(|i| train_docs[order.name(step * opts.batch + i)].as_str()),
         );
         let diverged = |what: &str| {
             anyhow::anyhow!(
@@ -372,15 +374,27 @@ fn run_identity<C: Config>(
     vocab: &Vocab,
     opts: &TrainOptions,
     train_docs: usize,
-) -> [(&'static str, String); 5] {
+) -> [(&'static str, String); 6] {
     [
         ("config", C::NAME.to_owned()),
         ("vocab", vocab.chars().iter().collect()),
         ("seed", opts.seed.to_string()),
         ("batch", opts.batch.to_string()),
         ("train_names", train_docs.to_string()),
+        (
+            "order",
+            if opts.reshuffle {
+                "reshuffled"
+            } else {
+                "cycled"
+            }
+            .to_owned(),
+        ),
     ]
 }
+
+/// What a checkpoint written before an identity key existed had, in effect.
+const IDENTITY_DEFAULTS: [(&str, &str); 1] = [("order", "cycled")];
 
 /// Writes the weights, Adam's moments and the step, atomically, as safetensors.
 fn save_checkpoint<C: Config, K: Kernels<f32>>(
@@ -477,7 +491,11 @@ pub fn read_checkpoint(
     let get = |k: &str| meta.get(k).cloned().ok_or_else(|| bad(&format!("no {k}")));
     ensure!(get("format")? == CHECKPOINT_FORMAT, bad("unknown format"));
     for (key, want) in identity {
-        let have = get(key)?;
+        let default = IDENTITY_DEFAULTS.iter().find(|(k, _)| k == key);
+        let have = match (meta.get(*key), default) {
+            (None, Some((_, d))) => (*d).to_owned(),
+            _ => get(key)?,
+        };
         ensure!(
             &have == want,
             "{} was made with {key} {have:?}, this run has {want:?}; resume with the same settings",

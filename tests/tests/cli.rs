@@ -298,6 +298,38 @@ fn resume_continues_exactly() {
 }
 
 #[test]
+fn reshuffled_runs_take_new_batches_and_resume_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = names_file(dir.path(), 300);
+    // 150 steps of 4 names: more than two passes over the 270 training names.
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train", "--data", data.to_str().unwrap(), "--steps", "150"];
+        args.extend_from_slice(&["--batch", "4", "--threads", "1"]);
+        args.extend_from_slice(extra);
+        microgpt(dir.path(), &args)
+    };
+    for extra in [
+        &["--out", "cycled.bin"][..],
+        &["--out", "straight.bin", "--reshuffle"],
+        &["--out", "halves.bin", "--reshuffle", "--stop-after", "100"],
+        &["--out", "halves.bin", "--reshuffle", "--resume"],
+    ] {
+        let out = run(extra);
+        assert!(out.status.success(), "{extra:?}: {}", text(&out.stderr));
+    }
+    let read = |n: &str| fs::read(dir.path().join(n)).unwrap();
+    assert_eq!(read("straight.bin"), read("halves.bin"));
+    assert_ne!(read("straight.bin"), read("cycled.bin"));
+    // A reshuffled run's checkpoint does not continue a cycled one.
+    let out = run(&["--out", "halves.bin", "--resume"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("order \"reshuffled\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn same_seed_and_threads_train_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     train_small(dir.path(), &["--out", "a.bin", "--threads", "2"]);
