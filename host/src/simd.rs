@@ -694,10 +694,14 @@ impl Kernels<f32> for Exact {
         <Scalar as Kernels<f32>>::axpy(alpha, x, y)
     }
 
-    /// [`Scalar`]'s softmax with the exponentials 8 at a time (`exp_libm`); the
-    /// maximum and the total are [`Scalar`]'s, left to right.
+    /// [`Scalar`]'s softmax with the maximum and the exponentials (`exp_libm`) 8 at a
+    /// time; the total is [`Scalar`]'s, left to right. The maximum is the same in any
+    /// order (both ignore NaN; a zero of either sign subtracts to the same exponential).
     fn softmax(x: &mut [f32]) {
-        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| Float::max(m, v));
+        let mut chunks = x.chunks_exact(8);
+        let lanes = (&mut chunks).fold(f32x8::splat(f32::NEG_INFINITY), |m, c| m.max(load(c)));
+        let max = (lanes.as_array().iter().chain(chunks.remainder()))
+            .fold(f32::NEG_INFINITY, |m, &v| Float::max(m, v));
         let mut chunks = x.chunks_exact_mut(8);
         for chunk in &mut chunks {
             store(chunk, exp_libm(load(chunk) - f32x8::splat(max)));
@@ -758,6 +762,10 @@ impl Kernels<f32> for Exact {
 /// fill them, up to `rows`: each lane adds up its row's products from left to right,
 /// each product rounded, as [`Scalar::dot`] does. `t` is the transpose (`x.len()` rows
 /// of `n_out`). Returns the first row not done.
+///
+/// A lane's sum is a chain of dependent additions, as long as the row, so the time goes
+/// in waiting for the adder. Up to four registers go through the inputs together, so
+/// that four chains wait at once instead of one after the other.
 #[inline(always)]
 fn exact_rows<V: Lanes>(
     out: &mut [f32],
@@ -767,15 +775,38 @@ fn exact_rows<V: Lanes>(
     mut r: usize,
     rows: usize,
 ) -> usize {
-    while r + V::N <= rows {
-        let mut acc = V::ZERO;
-        for (k, &xk) in x.iter().enumerate() {
-            acc = acc.add(V::load(&t[k * n_out + r..]).mul(V::splat(xk)));
-        }
-        acc.store(&mut out[r..]);
-        r += V::N;
+    while r + 4 * V::N <= rows {
+        exact_registers::<V, 4>(out, t, n_out, x, r);
+        r += 4 * V::N;
     }
-    r
+    match (rows - r) / V::N {
+        3 => exact_registers::<V, 3>(out, t, n_out, x, r),
+        2 => exact_registers::<V, 2>(out, t, n_out, x, r),
+        1 => exact_registers::<V, 1>(out, t, n_out, x, r),
+        _ => return r,
+    }
+    r + (rows - r) / V::N * V::N
+}
+
+/// The rows `r..r + R·V::N` of [`exact_rows`], `R` registers side by side.
+#[inline(always)]
+fn exact_registers<V: Lanes, const R: usize>(
+    out: &mut [f32],
+    t: &[f32],
+    n_out: usize,
+    x: &[f32],
+    r: usize,
+) {
+    let mut acc = [V::ZERO; R];
+    for (k, &xk) in x.iter().enumerate() {
+        let (xk, row) = (V::splat(xk), &t[k * n_out + r..]);
+        for (j, acc) in acc.iter_mut().enumerate() {
+            *acc = acc.add(V::load(&row[j * V::N..]).mul(xk));
+        }
+    }
+    for (j, acc) in acc.into_iter().enumerate() {
+        acc.store(&mut out[r + j * V::N..]);
+    }
 }
 
 #[cfg(test)]
@@ -815,6 +846,10 @@ mod tests {
             (256, 64),
             (3, 5),
             (9, 32),
+            // Every count of registers side by side, and the rows left after them.
+            (32, 16),
+            (48, 16),
+            (120, 8),
         ] {
             let w = random(&mut rng, rows * cols);
             let x = random(&mut rng, cols);
