@@ -172,8 +172,8 @@ impl Order {
             // keyed by the run's seed and p.
             self.perm = (0..self.n).collect();
             if pass > 0 {
-                let s = self.seed.unsigned_abs();
-                let key = [s as u32, (s >> 32) as u32, pass as u32, (pass >> 32) as u32];
+                let (s, p) = (self.seed.unsigned_abs(), pass as u64);
+                let key = [s as u32, (s >> 32) as u32, p as u32, (p >> 32) as u32];
                 PyRandom::from_key(&key).shuffle(&mut self.perm);
             }
             self.pass = pass;
