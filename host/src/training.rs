@@ -527,3 +527,33 @@ pub fn read_checkpoint(
         v: floats("adam_v")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint written before the `order` key existed resumes a cycled run, and
+    /// only a cycled one.
+    #[test]
+    fn a_checkpoint_without_an_order_was_cycled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.ckpt");
+        let x = [0.5f32; 3];
+        let state = Checkpoint {
+            step: 7,
+            adam_steps: 7,
+            params: &x[..],
+            m: &x[..],
+            v: &x[..],
+        };
+        write_checkpoint(&path, &state, &[("seed", "42".into())]).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let with = |order: &str| [("seed", "42".to_owned()), ("order", order.to_owned())];
+        let c = read_checkpoint(&bytes, &path, &with("cycled"), 3).unwrap();
+        assert_eq!((c.step, c.params), (7, x.to_vec()));
+        let Err(err) = read_checkpoint(&bytes, &path, &with("reshuffled"), 3) else {
+            panic!("a cycled checkpoint resumed a reshuffled run");
+        };
+        assert!(err.to_string().contains("order \"cycled\""), "{err}");
+    }
+}
