@@ -66,6 +66,9 @@ struct BenchArgs {
     /// Runs per figure; the median is reported.
     #[arg(long, default_value_t = 5)]
     repeat: usize,
+    /// Trained weights of the micro model to sample from.
+    #[arg(long, default_value = "data/micro.bin")]
+    weights: PathBuf,
     /// The numpy peer, timed in the same run when it exists.
     #[arg(long, default_value = "../shared/peers/ref_numpy.py")]
     numpy_peer: PathBuf,
@@ -337,6 +340,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(a)) => microgpt::bench::bench(&microgpt::bench::BenchOptions {
             data: a.data,
             repeat: a.repeat,
+            weights: a.weights,
             numpy_peer: a.numpy_peer,
             framework_peer: a.framework_peer,
             microgpt_py: a.microgpt_py,
