@@ -165,6 +165,17 @@ fn reported(out: &str, key: &str) -> Result<f64> {
 /// Measures every figure and prints the table.
 pub fn bench(opts: &BenchOptions) -> Result<()> {
     let data = Dataset::load(&opts.data)?;
+    // Sampling from trained weights, as `sample` does. An untrained model's names are
+    // nearly uniform draws, 13 tokens long on average, with the attention over longer
+    // contexts; a trained one's take about 7.
+    let bytes = WeightBytes::read(&opts.weights)?;
+    let file = bytes.model()?;
+    let sampled = params_of::<Micro>(&file).with_context(|| {
+        format!(
+            "bench samples the micro model, and {} holds another",
+            opts.weights.display()
+        )
+    })?;
     let r = opts.repeat;
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut row = |what: &str, value: String| {
@@ -196,19 +207,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         );
     }
 
-    // Sampling from trained weights, as `sample` does. An untrained model's names are
-    // nearly uniform draws, 13 tokens long on average, with the attention over longer
-    // contexts; a trained one's take about 7.
-    let bytes = WeightBytes::read(&opts.weights)?;
-    let file = bytes.model()?;
-    let params = params_of::<Micro>(&file).with_context(|| {
-        format!(
-            "bench samples the micro model, and {} holds another",
-            opts.weights.display()
-        )
-    })?;
-    let vocab = file.vocab();
-    let (_, per_name) = sample_rate::<Exact>(&params, vocab, 1000)?;
+    let (_, per_name) = sample_rate::<Exact>(&sampled, file.vocab(), 1000)?;
     let what = format!(
         "from {} ({per_name:.1} tokens a name)",
         opts.weights.file_name().unwrap_or_default().display()
@@ -224,7 +223,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         ),
         ("SIMD kernels", sample_rate::<Simd>),
     ] {
-        let rate = median_of(r, || Ok(measure(&params, vocab, 50_000)?.0))?;
+        let rate = median_of(r, || Ok(measure(&sampled, file.vocab(), 50_000)?.0))?;
         row(
             &format!("sampling {what}, one stream, {label}"),
             format!("{:.2}M tokens/s", rate / 1e6),
