@@ -34,6 +34,18 @@ pub struct Dims {
     pub mlp: usize,
 }
 
+/// The shape in words, as messages give it: `embd 16, 4 heads, 1 layers, block 16, mlp
+/// 64, 27 tokens`.
+impl core::fmt::Display for Dims {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "embd {}, {} heads, {} layers, block {}, mlp {}, {} tokens",
+            self.embd, self.heads, self.layers, self.block, self.mlp, self.vocab
+        )
+    }
+}
+
 impl Dims {
     /// Width of one attention head.
     pub const fn head_dim(&self) -> usize {
@@ -222,4 +234,17 @@ macro_rules! config {
             }
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::fmt::Write;
+
+    #[test]
+    fn dims_read_as_words() {
+        let mut s = heapless::String::<96>::new();
+        write!(s, "{}", crate::Micro::DIMS.with_vocab(27)).unwrap();
+        assert_eq!(s, "embd 16, 4 heads, 1 layers, block 16, mlp 64, 27 tokens");
+    }
 }

@@ -104,7 +104,7 @@ pub enum Error {
         computed: u32,
     },
     /// Weights of another model shape.
-    #[error("the weights are for a model of {found:?}, this one is {expected:?}")]
+    #[error("the weights are for a model of {found}, this one is {expected}")]
     ConfigMismatch {
         /// The shape expected (vocabulary as capacity).
         expected: Dims,

@@ -39,13 +39,8 @@ pub fn not_shipped(what: &str, dims: &Dims) -> anyhow::Error {
         );
     }
     anyhow!(
-        "{what} has the shape embd {}, {} heads, {} layers, block {}, mlp {}, which this build does not include; \
+        "{what} has the shape {dims}, which this build does not include; \
          the shapes it includes (each for up to 255 distinct characters) are:\n{}",
-        dims.embd,
-        dims.heads,
-        dims.layers,
-        dims.block,
-        dims.mlp,
         shapes_list()
     )
 }
