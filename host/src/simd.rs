@@ -700,8 +700,7 @@ impl Kernels<f32> for Exact {
     fn softmax(x: &mut [f32]) {
         let mut chunks = x.chunks_exact(8);
         let lanes = (&mut chunks).fold(f32x8::splat(f32::NEG_INFINITY), |m, c| m.max(load(c)));
-        let max = (lanes.as_array().iter().chain(chunks.remainder()))
-            .fold(f32::NEG_INFINITY, |m, &v| Float::max(m, v));
+        let max = (chunks.remainder().iter()).fold(hmax(lanes), |m, &v| Float::max(m, v));
         let mut chunks = x.chunks_exact_mut(8);
         for chunk in &mut chunks {
             store(chunk, exp_libm(load(chunk) - f32x8::splat(max)));
