@@ -10,7 +10,10 @@
 //! vectors `inp` is `rows × n_in`.
 
 use crate::adam::AdamStep;
+use crate::batch::Row;
+use crate::config::Dims;
 use crate::float::Float;
+use crate::ops;
 
 /// A weight matrix of `n_out × n_in`, row major (one row per output), and its
 /// transpose (`n_in × n_out`) when the caller keeps one.
@@ -114,6 +117,44 @@ pub trait Kernels<F: Float> {
         for (row, &g) in dw.chunks_exact_mut(x.len()).zip(d) {
             Self::axpy(g, x, row);
         }
+    }
+
+    /// Causal self-attention of a batch of rows: [`ops::attention_forward`], which
+    /// kernels may replace with one that gives the same bits faster.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_forward(
+        y: &mut [F],
+        att: &mut [F],
+        q: &[F],
+        k: &[F],
+        v: &[F],
+        rows: &[Row],
+        dims: &Dims,
+    ) where
+        Self: Sized,
+    {
+        ops::attention_forward::<F, Self>(y, att, q, k, v, rows, dims);
+    }
+
+    /// The backward of [`Kernels::attention_forward`]: [`ops::attention_backward`],
+    /// which kernels may replace with one that gives the same bits faster.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_backward(
+        dq: &mut [F],
+        dk: &mut [F],
+        dv: &mut [F],
+        datt: &mut [F],
+        dy: &[F],
+        att: &[F],
+        q: &[F],
+        k: &[F],
+        v: &[F],
+        rows: &[Row],
+        dims: &Dims,
+    ) where
+        Self: Sized,
+    {
+        ops::attention_backward::<F, Self>(dq, dk, dv, datt, dy, att, q, k, v, rows, dims);
     }
 
     /// `out[r] = m · inp[r]` for every row: (rows, n_in) → (rows, n_out).

@@ -227,7 +227,7 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
         K::matmul_forward(la.q, ln1, lw.wq);
         K::matmul_forward(la.k, ln1, lw.wk);
         K::matmul_forward(la.v, ln1, lw.wv);
-        attention_forward::<F, K>(la.y, la.att, la.q, la.k, la.v, rows, &d);
+        K::attention_forward(la.y, la.att, la.q, la.k, la.v, rows, &d);
         K::matmul_forward(la.xmid, la.y, lw.wo);
         dropout_forward(la.xmid, dropout.rate, dropout.seed_of(l, 0));
         residual_forward(la.xmid, la.xin);
@@ -338,7 +338,7 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
         dq.fill(F::ZERO);
         dk.fill(F::ZERO);
         dv.fill(F::ZERO);
-        attention_backward::<F, K>(dq, dk, dv, a.datt, dy, la.att, la.q, la.k, la.v, rows, &d);
+        K::attention_backward(dq, dk, dv, a.datt, dy, la.att, la.q, la.k, la.v, rows, &d);
         dln.fill(F::ZERO);
         K::matmul_backward(dln, &mut grads[g.wq], dq, ln1, lw.wq);
         K::matmul_backward(dln, &mut grads[g.wk], dk, ln1, lw.wk);

@@ -23,6 +23,7 @@ pub mod reference;
 #[cfg(feature = "cli")]
 pub mod safe_write;
 pub mod simd;
+pub mod simd_attention;
 #[cfg(feature = "cli")]
 pub mod state_dict;
 #[cfg(feature = "cli")]

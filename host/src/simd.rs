@@ -15,8 +15,10 @@
 
 use std::ops::Range;
 
-use microgpt_core::{AdamStep, Float, Kernels, Matrix, Scalar};
+use microgpt_core::{AdamStep, Dims, Float, Kernels, Matrix, Row, Scalar, ops};
 use wide::{f32x4, f32x8, i32x8};
+
+use crate::simd_attention;
 
 /// Kernels over 8 lanes of `f32`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -476,6 +478,44 @@ impl Kernels<f32> for Simd {
         <Scalar as Kernels<f32>>::axpy(alpha, &x[split..n], &mut y[split..n]);
     }
 
+    /// Across heads where they are 4 wide ([`simd_attention`]), else the general path.
+    fn attention_forward(
+        y: &mut [f32],
+        att: &mut [f32],
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        rows: &[Row],
+        dims: &Dims,
+    ) {
+        if simd_attention::serves(dims) {
+            simd_attention::forward(y, att, q, k, v, rows, dims);
+        } else {
+            ops::attention_forward::<f32, Self>(y, att, q, k, v, rows, dims);
+        }
+    }
+
+    /// Across heads where they are 4 wide ([`simd_attention`]), else the general path.
+    fn attention_backward(
+        dq: &mut [f32],
+        dk: &mut [f32],
+        dv: &mut [f32],
+        datt: &mut [f32],
+        dy: &[f32],
+        att: &[f32],
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        rows: &[Row],
+        dims: &Dims,
+    ) {
+        if simd_attention::serves(dims) {
+            simd_attention::backward(dq, dk, dv, datt, dy, att, q, k, v, rows, dims);
+        } else {
+            ops::attention_backward::<f32, Self>(dq, dk, dv, datt, dy, att, q, k, v, rows, dims);
+        }
+    }
+
     /// Softmax with the vector `exp`. Lanes past the end are `-inf`, whose `exp` is 0.
     fn softmax(x: &mut [f32]) {
         let n = x.len();
@@ -809,14 +849,15 @@ fn exact_registers<V: Lanes, const R: usize>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use microgpt_core::{
         Batch, Config, Makemore, Micro, Params, PyRandom, Trainer, Transposed, Vocab, backward,
         forward,
     };
 
-    fn random(rng: &mut PyRandom, n: usize) -> Vec<f32> {
+    /// `n` values drawn uniformly from [-1, 1).
+    pub(crate) fn random(rng: &mut PyRandom, n: usize) -> Vec<f32> {
         (0..n).map(|_| rng.random() as f32 * 2.0 - 1.0).collect()
     }
 

@@ -1,0 +1,247 @@
+//! Attention across heads, for heads 4 wide (microgpt's 16 = 4 heads of 4), with the
+//! bits of the general attention on [`Simd`]'s kernels.
+//!
+//! The general attention ([`attention_forward`](microgpt_core::ops::attention_forward)) makes a 4-value dot product or
+//! update per head and position, each a call that fills a quarter of a register. Here
+//! 16 lanes carry 4 heads at once:
+//! - a score, `q_h · k_s,h`, is a sum over the head's 4 values. With the keys of a name
+//!   kept transposed (one row of positions per value), one register holds the scores of
+//!   16 positions: 4 products, added from left to right as [`Simd`]'s `dot` adds them.
+//! - a weighted sum, `Σ_s att[h, s] · v_s,h`, runs over the positions in order, as the
+//!   general one's updates do, with each head's weight spread over its 4 lanes: one
+//!   fused multiply-add per position for 4 heads.
+//!
+//! Each output is made by the same operations in the same order as the general path's,
+//! so the bits are the same (see the tests); only the number of instructions changes.
+
+use microgpt_core::{Dims, Kernels, Row};
+use wide::f32x16;
+
+use crate::simd::Simd;
+
+/// Lanes of a register here: 4 heads of 4.
+const LANES: usize = 16;
+
+/// Whether [`forward`] and [`backward`] serve the shape `d`: heads 4 wide, and a width
+/// and a context of whole registers.
+pub fn serves(d: &Dims) -> bool {
+    d.head_dim() == 4 && d.embd.is_multiple_of(LANES) && d.block.is_multiple_of(LANES)
+}
+
+#[inline(always)]
+fn load(s: &[f32]) -> f32x16 {
+    f32x16::new(s[..LANES].try_into().expect("a slice of 16"))
+}
+
+#[inline(always)]
+fn store(s: &mut [f32], v: f32x16) {
+    s[..LANES].copy_from_slice(v.as_array());
+}
+
+/// `1 / √4`, computed as the general path computes its scale.
+fn scale() -> f32 {
+    1.0 / (4.0f32).sqrt()
+}
+
+/// Column `s` of the 4 heads from `h0` in `m` (a row of `t` per head), each head's
+/// value spread over its 4 lanes.
+#[inline(always)]
+fn spread(m: &[f32], t: usize, h0: usize, s: usize) -> f32x16 {
+    let [a, b, c, d] = [0, 1, 2, 3].map(|i| m[(h0 + i) * t + s]);
+    f32x16::new([a, a, a, a, b, b, b, b, c, c, c, c, d, d, d, d])
+}
+
+/// Writes row `r`'s vector of `m` (rows of `e`) as column `pos` of `mt` (rows of `t`).
+#[inline(always)]
+fn put_column(mt: &mut [f32], m: &[f32], r: usize, pos: usize, e: usize, t: usize) {
+    for (c, &x) in m[r * e..][..e].iter().enumerate() {
+        mt[c * t + pos] = x;
+    }
+}
+
+/// `out[h·t + s] = then(Σ_i x[4h + i] · mt[(4h + i)·t + s])` for every head and the
+/// positions `0..n` (rounded up to whole registers, the rest of a row being scratch):
+/// each product rounded, then added from left to right, as [`Simd`]'s `dot` of 4
+/// values.
+#[inline(always)]
+fn head_dots(
+    out: &mut [f32],
+    x: &[f32],
+    mt: &[f32],
+    t: usize,
+    n: usize,
+    then: impl Fn(f32x16) -> f32x16,
+) {
+    for (h, x) in x.chunks_exact(4).enumerate() {
+        for j in (0..n).step_by(LANES) {
+            let col = |i: usize| load(&mt[(4 * h + i) * t + j..]);
+            let s = f32x16::splat(x[0]) * col(0)
+                + f32x16::splat(x[1]) * col(1)
+                + f32x16::splat(x[2]) * col(2)
+                + f32x16::splat(x[3]) * col(3);
+            store(&mut out[h * t + j..], then(s));
+        }
+    }
+}
+
+/// [`attention_forward`](microgpt_core::ops::attention_forward) on [`Simd`]'s kernels, across heads; for shapes that
+/// [`serves`] accepts.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    y: &mut [f32],
+    att: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    rows: &[Row],
+    d: &Dims,
+) {
+    let (e, t, heads) = (d.embd, d.block, d.heads);
+    let scale = f32x16::splat(scale());
+    // The keys of the current name, transposed: value `c` of position `s` at `c·t + s`.
+    // A name's rows come in order of position, so each row adds its own key.
+    let mut kt = vec![0.0f32; e * t];
+    for (r, row) in rows.iter().enumerate() {
+        let (pos, n) = (row.pos as usize, row.pos as usize + 1);
+        let start = r - pos;
+        put_column(&mut kt, k, r, pos, e, t);
+        let att = &mut att[r * heads * t..][..heads * t];
+        head_dots(att, &q[r * e..][..e], &kt, t, n, |s| s * scale);
+        Simd::softmax_rows(att, t, n);
+        for (c, y) in y[r * e..][..e].chunks_exact_mut(LANES).enumerate() {
+            let mut acc = f32x16::ZERO;
+            for s in 0..n {
+                let vs = load(&v[(start + s) * e + c * LANES..]);
+                acc = spread(att, t, 4 * c, s).mul_add(vs, acc);
+            }
+            store(y, acc);
+        }
+    }
+}
+
+/// [`attention_backward`](microgpt_core::ops::attention_backward) on [`Simd`]'s kernels, across heads; for shapes that
+/// [`serves`] accepts.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    datt: &mut [f32],
+    dy: &[f32],
+    att: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    rows: &[Row],
+    d: &Dims,
+) {
+    let (e, t, heads) = (d.embd, d.block, d.heads);
+    let scale = f32x16::splat(scale());
+    let (mut kt, mut vt) = (vec![0.0f32; e * t], vec![0.0f32; e * t]);
+    let datt = &mut datt[..heads * t];
+    for (r, row) in rows.iter().enumerate() {
+        let (pos, n) = (row.pos as usize, row.pos as usize + 1);
+        let start = r - pos;
+        put_column(&mut kt, k, r, pos, e, t);
+        put_column(&mut vt, v, r, pos, e, t);
+        let att = &att[r * heads * t..][..heads * t];
+        let (qr, dyr) = (&q[r * e..][..e], &dy[r * e..][..e]);
+        // Through the weighted sum: datt[h, s] = dy_h · v_s,h and dv_s += att[h, s]·dy_h.
+        head_dots(datt, dyr, &vt, t, n, |s| s);
+        for s in 0..n {
+            let dvs = &mut dv[(start + s) * e..][..e];
+            for (c, dv) in dvs.chunks_exact_mut(LANES).enumerate() {
+                let a = spread(att, t, 4 * c, s);
+                store(dv, a.mul_add(load(&dyr[c * LANES..]), load(dv)));
+            }
+        }
+        // Through the softmax: ds = att·(datt - ⟨att, datt⟩)·scale, into datt.
+        for (a, ds) in att.chunks_exact(t).zip(datt.chunks_exact_mut(t)) {
+            let mean = f32x16::splat(Simd::dot(&a[..n], &ds[..n]));
+            for j in (0..n).step_by(LANES) {
+                let g = load(&a[j..]) * (load(&ds[j..]) - mean) * scale;
+                store(&mut ds[j..], g);
+            }
+        }
+        // Through the scores: dq += ds[h, s]·k_s,h and dk_s += ds[h, s]·q_h.
+        for (c, dq) in dq[r * e..][..e].chunks_exact_mut(LANES).enumerate() {
+            let (qc, mut acc) = (load(&qr[c * LANES..]), load(dq));
+            for s in 0..n {
+                let ds = spread(datt, t, 4 * c, s);
+                let at = (start + s) * e + c * LANES;
+                acc = ds.mul_add(load(&k[at..]), acc);
+                let dks = ds.mul_add(qc, load(&dk[at..]));
+                store(&mut dk[at..], dks);
+            }
+            store(dq, acc);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::tests::random;
+    use microgpt_core::{Config, Micro, PyRandom, ops};
+
+    /// Rows for names of these lengths, positions from 0 in each.
+    fn rows_of(lengths: &[usize]) -> Vec<Row> {
+        lengths
+            .iter()
+            .flat_map(|&n| {
+                (0..n).map(|p| Row {
+                    token: 0,
+                    target: 0,
+                    pos: p as u8,
+                })
+            })
+            .collect()
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Forward and backward across heads give the general path's bits on [`Simd`],
+    /// for microgpt's shape, a wider one with more heads, and a longer context, over
+    /// names of every length up to the context.
+    #[test]
+    fn across_heads_is_the_general_attention_to_the_bit() {
+        let mut rng = PyRandom::new(7);
+        for (embd, block, lengths) in [
+            (16, 16, vec![1, 7, 16, 3, 12]),
+            (32, 16, vec![5, 16, 1, 9]),
+            (16, 64, vec![40, 64, 2, 17]),
+        ] {
+            let d = Dims {
+                embd,
+                heads: embd / 4,
+                block,
+                ..Micro::DIMS
+            };
+            assert!(serves(&d));
+            let rows = rows_of(&lengths);
+            let (r, e, h, t) = (rows.len(), embd, d.heads, block);
+            let [q, k, v, dy] = [(); 4].map(|()| random(&mut rng, r * e));
+
+            let (mut y1, mut y2) = (vec![0.0; r * e], vec![1.0; r * e]);
+            let (mut att1, mut att2) = (vec![0.0; r * h * t], vec![0.0; r * h * t]);
+            ops::attention_forward::<f32, Simd>(&mut y1, &mut att1, &q, &k, &v, &rows, &d);
+            forward(&mut y2, &mut att2, &q, &k, &v, &rows, &d);
+            assert_eq!(bits(&y1), bits(&y2), "y, {d:?}");
+
+            // dq, dk and dv of each path, from zero; datt is scratch.
+            let [mut general, mut across] = [(); 2].map(|()| [(); 3].map(|()| vec![0.0; r * e]));
+            let mut datt = vec![0.0; h * t];
+            let [dq, dk, dv] = &mut general;
+            ops::attention_backward::<f32, Simd>(
+                dq, dk, dv, &mut datt, &dy, &att1, &q, &k, &v, &rows, &d,
+            );
+            let [dq, dk, dv] = &mut across;
+            backward(dq, dk, dv, &mut datt, &dy, &att1, &q, &k, &v, &rows, &d);
+            for (g, a) in general.iter().zip(&across) {
+                assert_eq!(bits(g), bits(a), "dq, dk, dv, {d:?}");
+            }
+        }
+    }
+}
