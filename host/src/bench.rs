@@ -284,39 +284,86 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         );
     }
 
-    let numpy = python_has("numpy");
-    if !numpy {
+    // The peers. One that is missing is skipped, and one that fails is skipped with its
+    // error, so that a peer never costs the figures measured above.
+    if let Err(e) = numpy_peer(opts, simd_ms, &mut row) {
+        eprintln!("(the numpy peer failed and is skipped: {e:#})");
+    }
+    for (framework, module) in [("PyTorch", "torch"), ("JAX", "jax")] {
+        let peer = Framework {
+            name: framework,
+            module,
+        };
+        if let Err(e) = peer.time(opts, simd_ms, makemore_rate, &mut row) {
+            eprintln!("(the {framework} peer failed and is skipped: {e:#})");
+        }
+    }
+    if let Some(py) = &opts.microgpt_py
+        && let Err(e) = microgpt_py(py, simd_ms, &mut row)
+    {
+        eprintln!("(microgpt.py failed and is skipped: {e:#})");
+    }
+
+    println!("| benchmark | this machine |\n|---|---|");
+    for (what, value) in rows {
+        println!("| {what} | {value} |");
+    }
+    Ok(())
+}
+
+/// Times the numpy peer on microgpt's schedule, if python3 has numpy and the peer is there.
+fn numpy_peer(opts: &BenchOptions, simd_ms: f64, row: &mut impl FnMut(&str, String)) -> Result<()> {
+    if !python_has("numpy") {
         eprintln!(
             "(python3 has no numpy: the numpy peer is skipped; pip install numpy to time it)"
         );
-    } else if opts.numpy_peer.exists() {
-        let (out, _) = python(
-            &opts.numpy_peer,
-            &[
-                "--data",
-                &opts.data.to_string_lossy(),
-                "--steps",
-                "1000",
-                "--print-every",
-                "1000",
-            ],
-            None,
-        )?;
-        let secs = reported(&out, "train seconds: ")?;
-        row(
-            "numpy peer, microgpt's schedule (same run)",
-            format!("{:.1} ms ({:.0}× ours)", secs * 1e3, secs * 1e3 / simd_ms),
-        );
-    } else {
+        return Ok(());
+    }
+    if !opts.numpy_peer.exists() {
         eprintln!(
             "(the numpy peer is not at {}; skipped)",
             opts.numpy_peer.display()
         );
+        return Ok(());
     }
-    for (framework, module) in [("PyTorch", "torch"), ("JAX", "jax")] {
+    let data = opts.data.to_string_lossy();
+    let args = ["--data", &data, "--steps", "1000", "--print-every", "1000"];
+    let (out, _) = python(&opts.numpy_peer, &args, None)?;
+    let secs = reported(&out, "train seconds: ")?;
+    row(
+        "numpy peer, microgpt's schedule (same run)",
+        format!("{:.1} ms ({:.0}× ours)", secs * 1e3, secs * 1e3 / simd_ms),
+    );
+    Ok(())
+}
+
+/// One framework of the framework peer: its name and the module python3 imports.
+struct Framework {
+    name: &'static str,
+    module: &'static str,
+}
+
+impl Framework {
+    /// Times the peer in this framework on microgpt's schedule and on makemore, if
+    /// python3 can import it and the peer is there.
+    fn time(
+        &self,
+        opts: &BenchOptions,
+        simd_ms: f64,
+        makemore_rate: f64,
+        row: &mut impl FnMut(&str, String),
+    ) -> Result<()> {
+        let (name, module) = (self.name, self.module);
         if !python_has(module) {
-            eprintln!("(python3 has no {module}: the {framework} peer is skipped)");
-            continue;
+            eprintln!("(python3 has no {module}: the {name} peer is skipped)");
+            return Ok(());
+        }
+        if !opts.framework_peer.exists() {
+            eprintln!(
+                "(the framework peer is not at {}; the {name} peer is skipped)",
+                opts.framework_peer.display()
+            );
+            return Ok(());
         }
         let peer = |args: &[&str]| -> Result<(f64, f64, f64)> {
             let data = opts.data.to_string_lossy();
@@ -337,7 +384,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
             String::new()
         };
         row(
-            &format!("{framework} peer, microgpt's schedule, 1 thread (same run)"),
+            &format!("{name} peer, microgpt's schedule, 1 thread (same run)"),
             format!(
                 "{:.0} ms ({:.0}× ours){compiled}",
                 secs * 1e3,
@@ -351,25 +398,25 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         let (secs, tokens, _) = peer(&[&makemore[..], &["--threads", "2"]].concat())?;
         let rate = tokens / secs;
         row(
-            &format!(
-                "{framework} peer, makemore, batch 32, 2 threads: training tokens/s (same run)"
-            ),
+            &format!("{name} peer, makemore, batch 32, 2 threads: training tokens/s (same run)"),
             format!("{rate:.0} (ours {:.1}× as many)", makemore_rate / rate),
         );
+        Ok(())
     }
-    if let Some(py) = &opts.microgpt_py {
-        let dir = py.parent().unwrap_or(Path::new("."));
-        let script = PathBuf::from(py.file_name().context("a script path")?);
-        let (_, secs) = python(&script, &[], Some(dir))?;
-        row(
-            "microgpt.py, its schedule (same run)",
-            format!("{secs:.1} s ({:.0}× ours)", secs * 1e3 / simd_ms),
-        );
-    }
+}
 
-    println!("| benchmark | this machine |\n|---|---|");
-    for (what, value) in rows {
-        println!("| {what} | {value} |");
-    }
+/// Times Karpathy's microgpt.py, which runs in its own folder.
+fn microgpt_py(py: &Path, simd_ms: f64, row: &mut impl FnMut(&str, String)) -> Result<()> {
+    // A bare file name's parent is empty, which no process can run in.
+    let dir = py
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let script = PathBuf::from(py.file_name().context("a script path")?);
+    let (_, secs) = python(&script, &[], Some(dir))?;
+    row(
+        "microgpt.py, its schedule (same run)",
+        format!("{secs:.1} s ({:.0}× ours)", secs * 1e3 / simd_ms),
+    );
     Ok(())
 }

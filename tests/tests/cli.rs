@@ -458,6 +458,55 @@ fn bad_input_gets_a_clear_message() {
     );
 }
 
+/// `bench` prints its table even when a peer is missing or fails: the peer is skipped
+/// with a note that says why.
+#[test]
+fn bench_keeps_its_figures_when_a_peer_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(
+        d.join("broken.py"),
+        "raise SystemExit('broken on purpose')\n",
+    )
+    .unwrap();
+    let (data, weights) = (root().join("data/names.txt"), root().join("data/micro.bin"));
+    let out = microgpt(
+        d,
+        &[
+            "bench",
+            "--repeat",
+            "1",
+            "--data",
+            data.to_str().unwrap(),
+            "--weights",
+            weights.to_str().unwrap(),
+            "--numpy-peer",
+            "missing.py",
+            "--framework-peer",
+            "missing.py",
+            "--microgpt-py",
+            "broken.py",
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("| benchmark | this machine |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| microgpt's schedule"), "{stdout}");
+    assert!(
+        stdout.contains("| makemore, batch 32, 2 threads"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("microgpt.py failed and is skipped")
+            && stderr.contains("broken on purpose"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not at missing.py"), "{stderr}");
+}
+
 #[test]
 fn help_explains_every_command() {
     let out = microgpt(root(), &["--help"]);
