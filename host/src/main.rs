@@ -112,7 +112,9 @@ struct TrainArgs {
     #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     seed: i64,
     /// Threads that share each batch [default: the number of cores for batches of 8 or
-    /// more names (4 for the larger models), else 1, whichever is faster here].
+    /// more names (4 for the larger models), else 1, whichever is faster here]. More
+    /// threads than cores are slow (a warning says so); more than the batch's names give
+    /// the weights of one thread a name.
     #[arg(long)]
     threads: Option<usize>,
     /// Peak learning rate of Adam.
@@ -595,7 +597,8 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let bytes = WeightBytes::read(&a.weights)?;
     let file = bytes.model()?;
     let data = Dataset::load(&a.data)?;
-    let threads = a.threads.unwrap_or_else(parallel::cores);
+    let threads =
+        parallel::checked_threads(a.threads.unwrap_or_else(parallel::cores), data.docs.len())?;
     with_config!(file.dims(), eval_with(&file, &data, threads))
         .unwrap_or_else(|| unreachable_shape(&file))
 }

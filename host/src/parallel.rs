@@ -41,6 +41,23 @@ pub fn default_threads<C: Config>(batch: usize, cores: usize) -> usize {
     }
 }
 
+/// `threads` as asked, checked: at least one, and at most `useful` (a thread beyond the
+/// work's names would get none, yet every step would wait for it; the results are those
+/// of `useful` threads), with a warning when they are more than the cores here.
+pub fn checked_threads(threads: usize, useful: usize) -> Result<usize> {
+    anyhow::ensure!(threads >= 1, "--threads must be at least 1");
+    let threads = threads.min(useful.max(1));
+    let cores = cores();
+    if threads > cores {
+        eprintln!(
+            "warning: --threads {threads} is more than the {cores} cores here: every step \
+             waits for threads that wait for a core, which is slow; --threads {cores} or \
+             fewer is faster"
+        );
+    }
+    Ok(threads)
+}
+
 /// A training step whose loss or gradient is not finite (NaN or infinite): the run has
 /// diverged. It names what was found.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::dataset::{Dataset, Order, split};
 use crate::model_file::encode;
-use crate::parallel::{Diverged, ParallelTrainer, cores, default_threads};
+use crate::parallel::{Diverged, ParallelTrainer, checked_threads, cores, default_threads};
 use crate::progress::Progress;
 use crate::safe_write::{check_outputs, write_atomic};
 use crate::simd::Simd;
@@ -189,7 +189,7 @@ fn train_with<C: Config, K: Kernels<f32>>(
     let threads = opts
         .threads
         .unwrap_or_else(|| default_threads::<C>(opts.batch, cores()));
-    ensure!(threads >= 1, "--threads must be at least 1");
+    let threads = checked_threads(threads, opts.batch)?;
     let hp = &opts.adam;
     ensure!(
         hp.lr.is_finite() && hp.lr > 0.0,

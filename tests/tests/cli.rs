@@ -343,6 +343,25 @@ fn same_seed_and_threads_train_the_same_weights() {
     assert_ne!(read("a.bin"), read("c.bin"));
 }
 
+/// Threads beyond the batch's names get no work: asking for 500 trains the weights of
+/// one thread a name, with no more threads than that, and a warning when they are more
+/// than the cores.
+#[test]
+fn threads_beyond_the_names_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let many = train_small(dir.path(), &["--out", "many.bin", "--threads", "500"]);
+    train_small(dir.path(), &["--out", "four.bin", "--threads", "4"]);
+    let read = |n: &str| fs::read(dir.path().join(n)).unwrap();
+    assert_eq!(read("many.bin"), read("four.bin"));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let err = text(&many.stderr);
+    assert_eq!(
+        err.contains("warning: --threads 4 is more than the"),
+        cores < 4,
+        "{err}"
+    );
+}
+
 #[test]
 fn long_names_are_cut_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
