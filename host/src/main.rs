@@ -111,6 +111,10 @@ struct TrainArgs {
     /// Seed of the shuffle and of the initial weights (Python's random.seed).
     #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     seed: i64,
+    /// Seed of the shuffle that holds out the validation names [default: --seed]: give
+    /// the same one to runs of other seeds to score them on the same names.
+    #[arg(long, allow_negative_numbers = true)]
+    split_seed: Option<i64>,
     /// Threads that share each batch [default: the number of cores for batches of 8 or
     /// more names (4 for the larger models), else 1, whichever is faster here]. More
     /// threads than cores are slow (a warning says so); more than the batch's names give
@@ -296,7 +300,8 @@ struct QuantizeArgs {
     /// files is measured on the names that `train --seed` held out of them.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// The seed of the training run, which chose its validation names.
+    /// The seed that chose the training run's validation names: its --split-seed, or
+    /// else its --seed.
     #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     seed: i64,
 }
@@ -427,6 +432,7 @@ fn main_job() -> Result<()> {
         steps: 1000,
         batch: 1,
         seed: 42,
+        split_seed: None,
         threads: None,
         adam: AdamConfig::MICROGPT,
         dropout: 0.0,
@@ -494,6 +500,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         steps: a.steps,
         batch: a.batch,
         seed: a.seed,
+        split_seed: a.split_seed,
         threads: a.threads,
         adam: AdamConfig {
             lr: a.lr,

@@ -28,6 +28,9 @@ pub struct TrainOptions {
     pub batch: usize,
     /// Seed of the shuffle and of the initial weights.
     pub seed: i64,
+    /// Seed of the shuffle that holds out the validation names, when it is not `seed`:
+    /// runs of other seeds then score on the same names.
+    pub split_seed: Option<i64>,
     /// Threads that share each batch; `None` for [`default_threads`].
     pub threads: Option<usize>,
     /// Adam's hyper-parameters and learning-rate schedule.
@@ -213,7 +216,12 @@ fn train_with<C: Config, K: Kernels<f32>>(
     );
     data.warn_truncation::<C>();
     let vocab = data.vocab.clone();
-    let (train_docs, val_docs, mut rng) = split(&data.docs, opts.seed);
+    // The initial weights follow `seed`'s shuffle, as in microgpt; the split may come
+    // from another.
+    let (mut train_docs, mut val_docs, mut rng) = split(&data.docs, opts.seed);
+    if let Some(other) = split_seed(opts) {
+        (train_docs, val_docs, _) = split(&data.docs, other);
+    }
     let mut params: Box<Params<C>> = bytemuck::zeroed_box();
     params.init(vocab.len(), &mut rng)?;
     let mut trainer = ParallelTrainer::<C, K>::new(params, threads)?;
@@ -369,16 +377,25 @@ fn train_with<C: Config, K: Kernels<f32>>(
 /// The `format` metadata of a checkpoint (a safetensors file).
 pub const CHECKPOINT_FORMAT: &str = "microgpt-checkpoint/1";
 
+/// The seed of the split when it is not the run's seed.
+fn split_seed(opts: &TrainOptions) -> Option<i64> {
+    opts.split_seed.filter(|&s| s != opts.seed)
+}
+
 /// What must agree between a checkpoint and the run that resumes it.
 fn run_identity<C: Config>(
     vocab: &Vocab,
     opts: &TrainOptions,
     train_docs: usize,
-) -> [(&'static str, String); 6] {
+) -> [(&'static str, String); 7] {
     [
         ("config", C::NAME.to_owned()),
         ("vocab", vocab.chars().iter().collect()),
         ("seed", opts.seed.to_string()),
+        (
+            "split",
+            split_seed(opts).map_or_else(|| "seed".to_owned(), |s| s.to_string()),
+        ),
         ("batch", opts.batch.to_string()),
         ("train_names", train_docs.to_string()),
         (
@@ -394,7 +411,7 @@ fn run_identity<C: Config>(
 }
 
 /// What a checkpoint written before an identity key existed had, in effect.
-const IDENTITY_DEFAULTS: [(&str, &str); 1] = [("order", "cycled")];
+const IDENTITY_DEFAULTS: [(&str, &str); 2] = [("order", "cycled"), ("split", "seed")];
 
 /// Writes the weights, Adam's moments and the step, atomically, as safetensors.
 fn save_checkpoint<C: Config, K: Kernels<f32>>(

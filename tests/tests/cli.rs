@@ -362,6 +362,86 @@ fn threads_beyond_the_names_change_nothing() {
     );
 }
 
+/// `--split-seed` holds out the validation names of another seed: a run of seed 43 is
+/// scored on seed 42's names (its untrained weights score there as `quantize --seed 42`
+/// scores them), its weights still start from seed 43, and its checkpoint refuses a
+/// resume with another split.
+#[test]
+fn split_seed_scores_other_seeds_on_the_same_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = names_file(d, 300);
+    let data = data.to_str().unwrap();
+    // "... | val loss 3.3146 | ..." on stdout.
+    let val_loss = |out: &std::process::Output| -> f64 {
+        let report = text(&out.stdout);
+        let loss = report
+            .split("val loss ")
+            .nth(1)
+            .and_then(|r| r[..6].parse().ok());
+        loss.unwrap_or_else(|| panic!("{report}"))
+    };
+    let untrained = |seed: &str, split: &[&str], out: &str| {
+        let mut args = vec!["train", "--data", data, "--steps", "0", "--seed", seed];
+        args.extend_from_slice(split);
+        args.extend_from_slice(&["--out", out]);
+        let run = microgpt(d, &args);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        run
+    };
+    let (default, same) = (
+        untrained("42", &[], "a.bin"),
+        untrained("42", &["--split-seed", "42"], "b.bin"),
+    );
+    assert_eq!(
+        fs::read(d.join("a.bin")).unwrap(),
+        fs::read(d.join("b.bin")).unwrap()
+    );
+    assert_eq!(val_loss(&default), val_loss(&same));
+    let other = untrained("43", &["--split-seed", "42"], "c.bin");
+    assert_ne!(
+        fs::read(d.join("a.bin")).unwrap(),
+        fs::read(d.join("c.bin")).unwrap()
+    );
+    let scored = |seed: &str| {
+        let args = [
+            "quantize",
+            "--weights",
+            "c.bin",
+            "--out",
+            "c.int8",
+            "--data",
+            data,
+        ];
+        let out = microgpt(d, &[&args[..], &["--seed", seed]].concat());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let report = text(&out.stdout);
+        let f32 = report
+            .split("f32 ")
+            .nth(1)
+            .and_then(|r| r[..7].parse::<f64>().ok());
+        f32.unwrap_or_else(|| panic!("{report}"))
+    };
+    // The same loss, printed to 4 decimals by train and to 5 by quantize.
+    let (ours, held_out, own) = (val_loss(&other), scored("42"), scored("43"));
+    assert!((ours - held_out).abs() < 6e-5, "{ours} against {held_out}");
+    assert!((ours - own).abs() > 1e-3, "{ours} against {own}");
+
+    let run = |extra: &[&str]| {
+        let args = ["train", "--data", data, "--seed", "43", "--out", "r.bin"];
+        microgpt(d, &[&args[..], extra].concat())
+    };
+    let first = run(&["--steps", "20", "--stop-after", "10", "--split-seed", "42"]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let resumed = run(&["--steps", "20", "--resume"]);
+    assert!(!resumed.status.success());
+    assert!(
+        text(&resumed.stderr).contains("split"),
+        "{}",
+        text(&resumed.stderr)
+    );
+}
+
 #[test]
 fn long_names_are_cut_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
