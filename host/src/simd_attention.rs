@@ -1,9 +1,9 @@
 //! Attention across heads, for heads 4 wide (microgpt's 16 = 4 heads of 4), with the
 //! bits of the general attention on [`Simd`]'s kernels.
 //!
-//! The general attention ([`attention_forward`](microgpt_core::ops::attention_forward)) makes a 4-value dot product or
-//! update per head and position, each a call that fills a quarter of a register. Here
-//! 16 lanes carry 4 heads at once:
+//! The general attention ([`attention_forward`](microgpt_core::ops::attention_forward))
+//! makes a 4-value dot product or update per head and position, each a call that fills a
+//! quarter of a register. Here 16 lanes carry 4 heads at once:
 //! - a score, `q_h · k_s,h`, is a sum over the head's 4 values. With the keys of a name
 //!   kept transposed (one row of positions per value), one register holds the scores of
 //!   16 positions: 4 products, added from left to right as [`Simd`]'s `dot` adds them.
@@ -28,11 +28,13 @@ pub fn serves(d: &Dims) -> bool {
     d.head_dim() == 4 && d.embd.is_multiple_of(LANES) && d.block.is_multiple_of(LANES)
 }
 
+/// Sixteen lanes from the start of `s`.
 #[inline(always)]
 fn load(s: &[f32]) -> f32x16 {
     f32x16::new(s[..LANES].try_into().expect("a slice of 16"))
 }
 
+/// `v` into the first sixteen values of `s`.
 #[inline(always)]
 fn store(s: &mut [f32], v: f32x16) {
     s[..LANES].copy_from_slice(v.as_array());
