@@ -12,6 +12,7 @@ use crate::config::{Config, Dims};
 use crate::error::Error;
 use crate::float::Float;
 use crate::kernels::{Kernels, Matrix};
+use crate::ops::attention_scale;
 use crate::params::{LayerWeights, Weights};
 
 /// Weights that the [`Decoder`] can run for the model `C`: the embeddings, the matrices
@@ -174,7 +175,7 @@ impl<C: Config, F: Float> Decoder<C, F> {
 
         w.embed(xn, token, pos);
         K::rmsnorm(x, xn);
-        let scale = F::ONE / F::from_usize(hd).sqrt();
+        let scale = attention_scale::<F>(&d);
         for l in 0..d.layers {
             let lw = w.layer(l);
             let (keys, values) = (

@@ -171,6 +171,13 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The scale of attention's scores, `1 / √(head width)`: one formula for training,
+/// inference and every kernel, so that they agree to the bit.
+#[inline]
+pub fn attention_scale<F: Float>(dims: &Dims) -> F {
+    F::ONE / F::from_usize(dims.head_dim()).sqrt()
+}
+
 /// Causal self-attention within each name.
 ///
 /// For row `r` at position `p`, head `h`: `att[s] = softmax_s(q_h[r]·k_h[r-p+s] / √D)`
@@ -188,7 +195,7 @@ pub fn attention_forward<F: Float, K: Kernels<F>>(
     dims: &Dims,
 ) {
     let (e, d, t) = (dims.embd, dims.head_dim(), dims.block);
-    let scale = F::ONE / F::from_usize(d).sqrt();
+    let scale = attention_scale::<F>(dims);
     for (r, row) in rows.iter().enumerate() {
         let (n, start) = (row.pos as usize + 1, r - row.pos as usize);
         let att = &mut att[r * dims.heads * t..][..dims.heads * t];
@@ -230,7 +237,7 @@ pub fn attention_backward<F: Float, K: Kernels<F>>(
     dims: &Dims,
 ) {
     let (e, d, t, heads) = (dims.embd, dims.head_dim(), dims.block, dims.heads);
-    let scale = F::ONE / F::from_usize(d).sqrt();
+    let scale = attention_scale::<F>(dims);
     let mut means = [F::ZERO; MAX_HEADS];
     for (r, row) in rows.iter().enumerate() {
         let (n, start) = (row.pos as usize + 1, r - row.pos as usize);

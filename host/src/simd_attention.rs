@@ -1,9 +1,9 @@
 //! Attention across heads, for heads 4 wide (microgpt's 16 = 4 heads of 4), with the
 //! bits of the general attention on [`Simd`]'s kernels.
 //!
-//! The general attention ([`attention_forward`](microgpt_core::ops::attention_forward))
-//! makes a 4-value dot product or update per head and position, each a call that fills a
-//! quarter of a register. Here 16 lanes carry 4 heads at once:
+//! The general attention ([`ops::attention_forward`]) makes a 4-value dot product or
+//! update per head and position, each a call that fills a quarter of a register. Here
+//! 16 lanes carry 4 heads at once:
 //! - a score, `q_h · k_s,h`, is a sum over the head's 4 values. With the keys of a name
 //!   kept transposed (one row of positions per value), one register holds the scores of
 //!   16 positions: 4 products, added from left to right as [`Simd`]'s `dot` adds them.
@@ -14,7 +14,7 @@
 //! Each output is made by the same operations in the same order as the general path's,
 //! so the bits are the same (see the tests); only the number of instructions changes.
 
-use microgpt_core::{Dims, Kernels, Row};
+use microgpt_core::{Dims, Kernels, Row, ops};
 use wide::f32x16;
 
 use crate::simd::Simd;
@@ -38,11 +38,6 @@ fn load(s: &[f32]) -> f32x16 {
 #[inline(always)]
 fn store(s: &mut [f32], v: f32x16) {
     s[..LANES].copy_from_slice(v.as_array());
-}
-
-/// `1 / √4`, computed as the general path computes its scale.
-fn scale() -> f32 {
-    1.0 / (4.0f32).sqrt()
 }
 
 /// Column `s` of the 4 heads from `h0` in `m` (a row of `t` per head), each head's
@@ -86,7 +81,7 @@ fn head_dots(
     }
 }
 
-/// [`attention_forward`](microgpt_core::ops::attention_forward) on [`Simd`]'s kernels, across heads; for shapes that
+/// [`ops::attention_forward`] on [`Simd`]'s kernels, across heads; for shapes that
 /// [`serves`] accepts.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
@@ -99,7 +94,7 @@ pub fn forward(
     d: &Dims,
 ) {
     let (e, t, heads) = (d.embd, d.block, d.heads);
-    let scale = f32x16::splat(scale());
+    let scale = f32x16::splat(ops::attention_scale::<f32>(d));
     // The keys of the current name, transposed: value `c` of position `s` at `c·t + s`.
     // A name's rows come in order of position, so each row adds its own key.
     let mut kt = vec![0.0f32; e * t];
@@ -121,7 +116,7 @@ pub fn forward(
     }
 }
 
-/// [`attention_backward`](microgpt_core::ops::attention_backward) on [`Simd`]'s kernels, across heads; for shapes that
+/// [`ops::attention_backward`] on [`Simd`]'s kernels, across heads; for shapes that
 /// [`serves`] accepts.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
@@ -138,7 +133,7 @@ pub fn backward(
     d: &Dims,
 ) {
     let (e, t, heads) = (d.embd, d.block, d.heads);
-    let scale = f32x16::splat(scale());
+    let scale = f32x16::splat(ops::attention_scale::<f32>(d));
     let (mut kt, mut vt) = (vec![0.0f32; e * t], vec![0.0f32; e * t]);
     let datt = &mut datt[..heads * t];
     for (r, row) in rows.iter().enumerate() {
@@ -184,7 +179,7 @@ pub fn backward(
 mod tests {
     use super::*;
     use crate::simd::tests::random;
-    use microgpt_core::{Config, Micro, PyRandom, ops};
+    use microgpt_core::{Config, Micro, PyRandom};
 
     /// Rows for names of these lengths, positions from 0 in each.
     fn rows_of(lengths: &[usize]) -> Vec<Row> {
