@@ -856,6 +856,11 @@ pub(crate) mod tests {
         forward,
     };
 
+    /// The bits of every value, to compare floats exactly (NaNs and zeros' signs too).
+    pub(crate) fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
     /// `n` values drawn uniformly from [-1, 1).
     pub(crate) fn random(rng: &mut PyRandom, n: usize) -> Vec<f32> {
         (0..n).map(|_| rng.random() as f32 * 2.0 - 1.0).collect()
@@ -902,7 +907,6 @@ pub(crate) mod tests {
                 cols,
             };
             Exact::matvec(&mut got, m, &x);
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{rows} x {cols}");
         }
     }
@@ -1015,7 +1019,6 @@ pub(crate) mod tests {
             3.0,
             3.0,
         ];
-        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         for case in 0..400 {
             let (n, rows) = (1 + case % 16, 1 + case / 16 % 9);
             let mut x: Vec<f32> = random(&mut rng, rows * 16)

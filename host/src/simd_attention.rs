@@ -178,7 +178,7 @@ pub fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simd::tests::random;
+    use crate::simd::tests::{bits, random};
     use microgpt_core::{Config, Micro, PyRandom};
 
     /// Rows for names of these lengths, positions from 0 in each.
@@ -193,10 +193,6 @@ mod tests {
                 })
             })
             .collect()
-    }
-
-    fn bits(v: &[f32]) -> Vec<u32> {
-        v.iter().map(|x| x.to_bits()).collect()
     }
 
     /// Forward and backward across heads give the general path's bits on [`Simd`],
