@@ -290,11 +290,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         eprintln!("(the numpy peer failed and is skipped: {e:#})");
     }
     for (framework, module) in [("PyTorch", "torch"), ("JAX", "jax")] {
-        let peer = Framework {
-            name: framework,
-            module,
-        };
-        if let Err(e) = peer.time(opts, simd_ms, makemore_rate, &mut row) {
+        if let Err(e) = framework_peer(framework, module, opts, simd_ms, makemore_rate, &mut row) {
             eprintln!("(the {framework} peer failed and is skipped: {e:#})");
         }
     }
@@ -337,72 +333,64 @@ fn numpy_peer(opts: &BenchOptions, simd_ms: f64, row: &mut impl FnMut(&str, Stri
     Ok(())
 }
 
-/// One framework of the framework peer: its name and the module python3 imports.
-struct Framework {
-    name: &'static str,
-    module: &'static str,
-}
-
-impl Framework {
-    /// Times the peer in this framework on microgpt's schedule and on makemore, if
-    /// python3 can import it and the peer is there.
-    fn time(
-        &self,
-        opts: &BenchOptions,
-        simd_ms: f64,
-        makemore_rate: f64,
-        row: &mut impl FnMut(&str, String),
-    ) -> Result<()> {
-        let (name, module) = (self.name, self.module);
-        if !python_has(module) {
-            eprintln!("(python3 has no {module}: the {name} peer is skipped)");
-            return Ok(());
-        }
-        if !opts.framework_peer.exists() {
-            eprintln!(
-                "(the framework peer is not at {}; the {name} peer is skipped)",
-                opts.framework_peer.display()
-            );
-            return Ok(());
-        }
-        let peer = |args: &[&str]| -> Result<(f64, f64, f64)> {
-            let data = opts.data.to_string_lossy();
-            let mut all = vec!["--framework", module, "--data", &data];
-            all.extend(args);
-            let (out, _) = python(&opts.framework_peer, &all, None)?;
-            let secs = reported(&out, "train seconds: ")?;
-            Ok((
-                secs,
-                reported(&out, "tokens: ")?,
-                reported(&out, "compile seconds: ")?,
-            ))
-        };
-        let (secs, _, compile) = peer(&["--config", "micro", "--steps", "1000", "--threads", "1"])?;
-        let compiled = if compile > 0.0 {
-            format!(", after {compile:.1} s of compilation")
-        } else {
-            String::new()
-        };
-        row(
-            &format!("{name} peer, microgpt's schedule, 1 thread (same run)"),
-            format!(
-                "{:.0} ms ({:.0}× ours){compiled}",
-                secs * 1e3,
-                secs * 1e3 / simd_ms
-            ),
-        );
-        // 5 of the 50 steps untimed, as ours.
-        let makemore = [
-            "--config", "makemore", "--batch", "32", "--steps", "50", "--warmup", "5",
-        ];
-        let (secs, tokens, _) = peer(&[&makemore[..], &["--threads", "2"]].concat())?;
-        let rate = tokens / secs;
-        row(
-            &format!("{name} peer, makemore, batch 32, 2 threads: training tokens/s (same run)"),
-            format!("{rate:.0} (ours {:.1}× as many)", makemore_rate / rate),
-        );
-        Ok(())
+/// Times the framework peer in the framework `name` (the module python3 imports) on
+/// microgpt's schedule and on makemore, if python3 can import it and the peer is there.
+fn framework_peer(
+    name: &str,
+    module: &str,
+    opts: &BenchOptions,
+    simd_ms: f64,
+    makemore_rate: f64,
+    row: &mut impl FnMut(&str, String),
+) -> Result<()> {
+    if !python_has(module) {
+        eprintln!("(python3 has no {module}: the {name} peer is skipped)");
+        return Ok(());
     }
+    if !opts.framework_peer.exists() {
+        eprintln!(
+            "(the framework peer is not at {}; the {name} peer is skipped)",
+            opts.framework_peer.display()
+        );
+        return Ok(());
+    }
+    let peer = |args: &[&str]| -> Result<(f64, f64, f64)> {
+        let data = opts.data.to_string_lossy();
+        let mut all = vec!["--framework", module, "--data", &data];
+        all.extend(args);
+        let (out, _) = python(&opts.framework_peer, &all, None)?;
+        let secs = reported(&out, "train seconds: ")?;
+        Ok((
+            secs,
+            reported(&out, "tokens: ")?,
+            reported(&out, "compile seconds: ")?,
+        ))
+    };
+    let (secs, _, compile) = peer(&["--config", "micro", "--steps", "1000", "--threads", "1"])?;
+    let compiled = if compile > 0.0 {
+        format!(", after {compile:.1} s of compilation")
+    } else {
+        String::new()
+    };
+    row(
+        &format!("{name} peer, microgpt's schedule, 1 thread (same run)"),
+        format!(
+            "{:.0} ms ({:.0}× ours){compiled}",
+            secs * 1e3,
+            secs * 1e3 / simd_ms
+        ),
+    );
+    // 5 of the 50 steps untimed, as ours.
+    let makemore = [
+        "--config", "makemore", "--batch", "32", "--steps", "50", "--warmup", "5",
+    ];
+    let (secs, tokens, _) = peer(&[&makemore[..], &["--threads", "2"]].concat())?;
+    let rate = tokens / secs;
+    row(
+        &format!("{name} peer, makemore, batch 32, 2 threads: training tokens/s (same run)"),
+        format!("{rate:.0} (ours {:.1}× as many)", makemore_rate / rate),
+    );
+    Ok(())
 }
 
 /// Times Karpathy's microgpt.py, which runs in its own folder.
