@@ -111,7 +111,9 @@ pub use kernels::{Kernels, Matrix, Scalar};
 pub use params::{LayerTensor, LayerWeights, Layout, Params, Tensor, Transposed, Weights};
 pub use python_random::PyRandom;
 pub use registry::*;
-pub use sampling::{DEFAULT_TEMPERATURE, Names, Sampling, generate, sample_token};
+pub use sampling::{
+    CoreStepper, DEFAULT_TEMPERATURE, Names, Sampling, Stepper, generate, sample_token,
+};
 pub use tokenizer::Vocab;
 pub use train::{Acts, Dropout, Trainer, backward, forward, forward_train};
 pub use weights_format::WeightFile;

@@ -5,7 +5,7 @@ use core::marker::PhantomData;
 
 use rand_core::Rng;
 
-use crate::config::Config;
+use crate::config::{Config, Dims};
 use crate::error::Error;
 use crate::float::Float;
 use crate::inference::{Decoder, DecoderWeights};
@@ -131,43 +131,132 @@ pub fn generate<C: Config, F: Float, K: Kernels<F>, R: Rng + ?Sized, W: Write>(
     prefix: &str,
     out: &mut W,
 ) -> Result<usize, Error> {
-    Names::<C, F, K, _>::new(decoder, weights, vocab)?.generate(rng, sampling, prefix, out)
+    Names::new(CoreStepper::<C, F, K, _>::new(decoder, weights), vocab)?
+        .generate(rng, sampling, prefix, out)
+}
+
+/// A model fed one token at a time, which keeps the logits of the next: what [`Names`]
+/// drives.
+///
+/// [`CoreStepper`], the core's [`Decoder`] over weights with a set of [`Kernels`], is
+/// the one every target has; a host may bring a faster one for its shapes.
+pub trait Stepper {
+    /// The type of the logits.
+    type F: Float;
+    /// The vocabulary and the context.
+    fn dims(&self) -> Dims;
+    /// Tokens fed since the sequence began.
+    fn pos(&self) -> usize;
+    /// Begins a new sequence, with nothing fed.
+    fn reset(&mut self);
+    /// Feeds `token` at position [`pos`](Stepper::pos), and keeps the logits of the
+    /// token after it.
+    fn step(&mut self, token: usize) -> Result<(), Error>;
+    /// Keeps the state after the step just made, the first of a sequence, for
+    /// [`resume_first`](Stepper::resume_first).
+    fn keep_first(&mut self);
+    /// Begins a new sequence at the state [`keep_first`](Stepper::keep_first) kept: its
+    /// first token fed, and its logits.
+    fn resume_first(&mut self);
+    /// Draws the next token from the logits kept, as [`sample_token`] does; the logits
+    /// may be overwritten.
+    fn draw<R: Rng + ?Sized>(
+        &mut self,
+        sampling: &Sampling<Self::F>,
+        rng: &mut R,
+    ) -> Result<usize, Error>;
+}
+
+/// The core's [`Decoder`] over `weights`, with the kernels `K`, as a [`Stepper`].
+///
+/// The weights and the decoder are borrowed for its lifetime, so nothing can change them
+/// under it.
+pub struct CoreStepper<'a, C: Config, F: Float, K, W> {
+    decoder: &'a mut Decoder<C, F>,
+    weights: &'a W,
+    kernels: PhantomData<K>,
+}
+
+impl<'a, C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> CoreStepper<'a, C, F, K, W> {
+    /// `decoder` over `weights`.
+    pub fn new(decoder: &'a mut Decoder<C, F>, weights: &'a W) -> Self {
+        CoreStepper {
+            decoder,
+            weights,
+            kernels: PhantomData,
+        }
+    }
+
+    /// The decoder.
+    pub fn decoder(&self) -> &Decoder<C, F> {
+        self.decoder
+    }
+}
+
+impl<C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> Stepper
+    for CoreStepper<'_, C, F, K, W>
+{
+    type F = F;
+
+    fn dims(&self) -> Dims {
+        self.weights.dims()
+    }
+
+    fn pos(&self) -> usize {
+        self.decoder.pos()
+    }
+
+    fn reset(&mut self) {
+        self.decoder.reset();
+    }
+
+    #[inline(always)]
+    fn step(&mut self, token: usize) -> Result<(), Error> {
+        self.decoder.step::<K>(self.weights, token).map(|_| ())
+    }
+
+    fn keep_first(&mut self) {
+        self.decoder.keep_first(self.weights.dims());
+    }
+
+    fn resume_first(&mut self) {
+        self.decoder.resume_first(self.weights.dims());
+    }
+
+    fn draw<R: Rng + ?Sized>(
+        &mut self,
+        sampling: &Sampling<F>,
+        rng: &mut R,
+    ) -> Result<usize, Error> {
+        let dims = self.weights.dims();
+        sample_token::<F, K, R>(self.decoder.last_logits(dims), sampling, rng)
+    }
 }
 
 /// Names from one model, each as [`generate`] makes it, with the step they all begin
 /// with made once.
 ///
 /// Every name begins by feeding BOS at position 0, whose key, value and logits depend
-/// on the weights alone. `Names` keeps those logits in the decoder after the first name;
-/// each later name starts at position 1 and costs one step less (for microgpt's names,
-/// one in seven). The weights and the decoder are borrowed for the lifetime of `Names`,
-/// so nothing can change them under it.
-pub struct Names<'a, C: Config, F: Float, K, W> {
-    decoder: &'a mut Decoder<C, F>,
-    weights: &'a W,
+/// on the weights alone. `Names` keeps that state in its [`Stepper`] after the first
+/// name; each later name starts at position 1 and costs one step less (for microgpt's
+/// names, one in seven).
+pub struct Names<'a, S> {
+    stepper: S,
     vocab: &'a Vocab,
-    /// Whether the decoder holds BOS at position 0 and its logits.
+    /// Whether the stepper keeps BOS at position 0 and its logits.
     first_kept: bool,
-    kernels: PhantomData<K>,
 }
 
-impl<'a, C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> Names<'a, C, F, K, W> {
-    /// Names of `weights`, whose characters `vocab` holds, from `decoder` with the
-    /// kernels `K`.
-    pub fn new(
-        decoder: &'a mut Decoder<C, F>,
-        weights: &'a W,
-        vocab: &'a Vocab,
-    ) -> Result<Self, Error> {
-        if vocab.len() != weights.dims().vocab {
+impl<'a, S: Stepper> Names<'a, S> {
+    /// Names from `stepper`, whose characters `vocab` holds.
+    pub fn new(stepper: S, vocab: &'a Vocab) -> Result<Self, Error> {
+        if vocab.len() != stepper.dims().vocab {
             return Err(Error::Usage("the vocabulary does not match the weights"));
         }
         Ok(Names {
-            decoder,
-            weights,
+            stepper,
             vocab,
             first_kept: false,
-            kernels: PhantomData,
         })
     }
 
@@ -175,37 +264,36 @@ impl<'a, C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> Names<'a, 
     pub fn generate<R: Rng + ?Sized, O: Write>(
         &mut self,
         rng: &mut R,
-        sampling: &Sampling<F>,
+        sampling: &Sampling<S::F>,
         prefix: &str,
         out: &mut O,
     ) -> Result<usize, Error> {
-        let dims = self.weights.dims();
+        let dims = self.stepper.dims();
         if prefix.chars().count() >= dims.block {
             return Err(Error::ContextFull { block: dims.block });
         }
         let (mut prefix, mut written, mut token) = (prefix.chars(), 0, self.vocab.bos());
-        self.decoder.reset();
+        self.stepper.reset();
         // Each turn feeds the last token and picks the next: the prefix's next character,
         // or else one drawn from the logits. The one call of `step` lets the compiler
         // inline it and specialise it for the shape, which matters on a chip.
         loop {
-            let logits = if self.decoder.pos() == 0 && self.first_kept {
-                self.decoder.resume_first(dims)
+            if self.stepper.pos() == 0 && self.first_kept {
+                self.stepper.resume_first();
             } else {
-                self.decoder.step::<K>(self.weights, token)?;
+                self.stepper.step(token)?;
                 if !self.first_kept {
-                    self.decoder.keep_first(dims);
+                    self.stepper.keep_first();
                     self.first_kept = true;
                 }
-                self.decoder.last_logits(dims)
-            };
+            }
             let c = match prefix.next() {
                 Some(c) => {
                     token = self.vocab.encode(c)?;
                     c
                 }
                 None => {
-                    token = sample_token::<F, K, R>(logits, sampling, rng)?;
+                    token = self.stepper.draw(sampling, rng)?;
                     match self.vocab.decode(token) {
                         Some(c) => c,
                         None => break,
@@ -214,15 +302,15 @@ impl<'a, C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> Names<'a, 
             };
             out.write_char(c).map_err(|_| Error::OutputFull)?;
             written += 1;
-            if self.decoder.pos() >= dims.block {
+            if self.stepper.pos() >= dims.block {
                 break;
             }
         }
         Ok(written)
     }
 
-    /// The decoder, as the last name left it: its position is the number of tokens fed.
-    pub fn decoder(&self) -> &Decoder<C, F> {
-        self.decoder
+    /// The stepper, as the last name left it: its position is the number of tokens fed.
+    pub fn stepper(&self) -> &S {
+        &self.stepper
     }
 }

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use microgpt_core::{
-    Acts, Batch, Config, Decoder, Error, Kernels, Micro, Names, Params, PyRandom, Sampling, Scalar,
-    backward, forward, generate, sample_token,
+    Acts, Batch, Config, CoreStepper, Decoder, Error, Kernels, Micro, Names, Params, PyRandom,
+    Sampling, Scalar, Stepper, backward, forward, generate, sample_token,
 };
 
 microgpt_core::config! {
@@ -115,7 +115,8 @@ fn names_equal_generate<C: Config>(letters: usize, prefixes: &[&str]) {
     params.init(vocab.len(), &mut PyRandom::new(3)).unwrap();
     let w = params.weights();
     let (mut kept, mut fresh) = (Decoder::<C>::new(), Decoder::<C>::new());
-    let mut names = Names::<C, f32, Scalar, _>::new(&mut kept, &w, &vocab).unwrap();
+    let mut names =
+        Names::new(CoreStepper::<C, f32, Scalar, _>::new(&mut kept, &w), &vocab).unwrap();
     let (mut a, mut b) = (PyRandom::new(11), PyRandom::new(11));
     for (i, prefix) in prefixes.iter().cycle().take(60).enumerate() {
         let t = Sampling::new(0.3 + (i % 5) as f32 * 0.4);
@@ -130,7 +131,7 @@ fn names_equal_generate<C: Config>(letters: usize, prefixes: &[&str]) {
             C::NAME
         );
         if want.is_ok() {
-            assert_eq!(names.decoder().pos(), fresh.pos());
+            assert_eq!(names.stepper().pos(), fresh.pos());
         }
     }
 }

@@ -8,7 +8,8 @@
 use bytemuck::Zeroable;
 use microgpt_core::weights_format::Encoding;
 use microgpt_core::{
-    Config, Decoder, DecoderWeights, Error, Names, PyRandom, Sampling, Scalar, Vocab, WeightFile,
+    Config, CoreStepper, Decoder, DecoderWeights, Error, Names, PyRandom, Sampling, Scalar,
+    Stepper, Vocab, WeightFile,
 };
 
 /// What the boards of one architecture share: a clock, the stack meter, and the
@@ -152,11 +153,14 @@ fn log_names<C: Config>(
     let mut tokens = 0u64;
     let clock = arch::Clock::start();
     let sampling = Sampling::new(TEMPERATURE);
-    let mut names = Names::<C, f32, Scalar, _>::new(decoder, weights, vocab)?;
+    let mut names = Names::new(
+        CoreStepper::<C, f32, Scalar, _>::new(decoder, weights),
+        vocab,
+    )?;
     for i in 0..COUNT {
         name.clear();
         names.generate(rng, &sampling, "", &mut name)?;
-        tokens += names.decoder().pos() as u64;
+        tokens += names.stepper().pos() as u64;
         defmt::println!("name {=usize}: {=str}", i + 1, name.as_str());
     }
     let ticks = clock.ticks();

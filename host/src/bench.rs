@@ -10,13 +10,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use microgpt_core::{
-    AdamConfig, Config, Decoder, Kernels, Makemore, Micro, Names, Params, PyRandom, Sampling,
-    Scalar, Transposed, Vocab,
+    AdamConfig, Config, CoreStepper, Decoder, Kernels, Makemore, Micro, Names, Params, PyRandom,
+    Sampling, Scalar, Stepper, Transposed, Vocab,
 };
 
 use crate::dataset::{Dataset, split};
 use crate::model_file::{WeightBytes, params_of};
 use crate::parallel::ParallelTrainer;
+use crate::register_decoder::RegisterDecoder;
 use crate::simd::{Exact, Simd};
 use crate::training::{Checkpoint, CheckpointPolicy, write_checkpoint};
 
@@ -106,16 +107,35 @@ fn sample_rate<K: Kernels<f32>>(
         params.weights()
     };
     let mut decoder = Decoder::<Micro>::new();
+    stepper_rate(
+        CoreStepper::<Micro, f32, K, _>::new(&mut decoder, &w),
+        vocab,
+        names,
+    )
+}
+
+/// [`sample_rate`] for the register decoder of `sample --fast`.
+fn register_rate(params: &Params<Micro>, vocab: &Vocab, names: usize) -> Result<(f64, f64)> {
+    stepper_rate(RegisterDecoder::new(&params.weights())?, vocab, names)
+}
+
+/// Tokens per second of one sampling stream from `stepper`, over `names` names, and the
+/// tokens a name.
+fn stepper_rate<S: Stepper<F = f32>>(
+    stepper: S,
+    vocab: &Vocab,
+    names: usize,
+) -> Result<(f64, f64)> {
     let mut rng = PyRandom::new(42);
     let sampling = Sampling::new(0.5);
     let mut name = String::with_capacity(64);
     let mut tokens = 0;
     let start = Instant::now();
-    let mut generator = Names::<Micro, f32, K, _>::new(&mut decoder, &w, vocab)?;
+    let mut generator = Names::new(stepper, vocab)?;
     for _ in 0..names {
         name.clear();
         generator.generate(&mut rng, &sampling, "", &mut name)?;
-        tokens += generator.decoder().pos();
+        tokens += generator.stepper().pos();
     }
     Ok((
         tokens as f64 / start.elapsed().as_secs_f64(),
@@ -222,6 +242,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
             sample_rate::<Exact>,
         ),
         ("SIMD kernels", sample_rate::<Simd>),
+        ("the register decoder (`sample --fast`)", register_rate),
     ] {
         let rate = median_of(r, || Ok(measure(&sampled, file.vocab(), 50_000)?.0))?;
         row(

@@ -20,6 +20,7 @@ pub mod pool;
 pub mod progress;
 #[cfg(feature = "cli")]
 pub mod reference;
+pub mod register_decoder;
 #[cfg(feature = "cli")]
 pub mod safe_write;
 pub mod simd;

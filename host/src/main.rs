@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
+use microgpt::register_decoder::{self, RegisterDecoder};
 use microgpt::simd::{Exact, Simd};
 use microgpt_core::weights_format::Encoding;
 use microgpt_core::{
-    AdamConfig, Config, Decoder, Dims, Kernels, Names, PyRandom, Sampling, Scalar, Schedule,
-    Transposed, Vocab, Weights, preset, presets, with_config,
+    AdamConfig, Config, CoreStepper, Decoder, Dims, Names, PyRandom, Sampling, Scalar, Schedule,
+    Stepper, Transposed, Vocab, preset, presets, with_config,
 };
 
 use microgpt::dataset::Dataset;
@@ -387,11 +388,11 @@ fn loss_text(loss: Option<f64>) -> String {
     loss.map_or_else(|| "n/a".to_owned(), |l| format!("{l:.4}"))
 }
 
-/// Writes `count` names to stdout with the kernels `K` (`Scalar` and `Exact` give the
-/// firmware's bits). With `known`, each name is followed by a tab and `new` or
-/// `in train`, as makemore marks them, and a count goes to stderr.
-fn print_names<C: Config, K: Kernels<f32>>(
-    w: &Weights<'_, C>,
+/// Writes `count` names from `stepper` to stdout (`Scalar` and `Exact` kernels give the
+/// firmware's bits). With `known`, each name is followed by a tab and `new` or `in
+/// train`, as makemore marks them, and a count goes to stderr.
+fn print_names(
+    stepper: impl Stepper<F = f32>,
     vocab: &Vocab,
     rng: &mut PyRandom,
     count: usize,
@@ -399,8 +400,7 @@ fn print_names<C: Config, K: Kernels<f32>>(
     prefix: &str,
     known: Option<&HashSet<&str>>,
 ) -> Result<()> {
-    let mut decoder = Decoder::<C>::new();
-    let mut names = Names::<C, f32, K, _>::new(&mut decoder, w, vocab)?;
+    let mut names = Names::new(stepper, vocab)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut name = String::new();
     let mut new = 0;
@@ -463,15 +463,9 @@ fn main_job() -> Result<()> {
     let mut t = train::<microgpt_core::Micro>(&data, &opts)?;
     writeln!(std::io::stdout(), "--- 20 names at temperature 0.5 ---")?;
     let sampling = Sampling::new(0.5);
-    print_names::<_, Scalar>(
-        &t.params.weights(),
-        &t.vocab,
-        &mut t.rng,
-        20,
-        &sampling,
-        "",
-        None,
-    )?;
+    let (w, mut decoder) = (t.params.weights(), Decoder::new());
+    let stepper = CoreStepper::<_, f32, Scalar, _>::new(&mut decoder, &w);
+    print_names(stepper, &t.vocab, &mut t.rng, 20, &sampling, "", None)?;
     writeln!(
         std::io::stdout(),
         "train loss {} ({} of {} names) | val loss {} ({} names) | trained in {:.3} s, {:.3} s in all",
@@ -588,15 +582,22 @@ fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) 
         .map(|d| d.docs.iter().map(String::as_str).collect());
     let mut rng = PyRandom::new(a.seed);
     let (vocab, count, prefix) = (file.vocab(), a.count, a.prefix.as_str());
+    let known = known.as_ref();
+    if a.fast && register_decoder::serves(&w.dims()) {
+        let stepper = RegisterDecoder::new(&w)?;
+        return print_names(stepper, vocab, &mut rng, count, &sampling, prefix, known);
+    }
     // Both kernel sets read the transposed weights.
     let mut t: Box<Transposed<C>> = bytemuck::zeroed_box();
     t.refresh::<Simd>(&w);
     let w = w.with_transposed(&t)?;
-    let known = known.as_ref();
+    let mut decoder = Decoder::<C>::new();
     if a.fast {
-        print_names::<C, Simd>(&w, vocab, &mut rng, count, &sampling, prefix, known)
+        let stepper = CoreStepper::<C, f32, Simd, _>::new(&mut decoder, &w);
+        print_names(stepper, vocab, &mut rng, count, &sampling, prefix, known)
     } else {
-        print_names::<C, Exact>(&w, vocab, &mut rng, count, &sampling, prefix, known)
+        let stepper = CoreStepper::<C, f32, Exact, _>::new(&mut decoder, &w);
+        print_names(stepper, vocab, &mut rng, count, &sampling, prefix, known)
     }
 }
 

@@ -35,32 +35,38 @@ fn store(s: &mut [f32], v: f32x8) {
     s[..8].copy_from_slice(v.as_array());
 }
 
-/// `e^x` in 8 lanes: Cephes' `expf`, a degree-7 polynomial on `x - n·ln 2` scaled by
-/// `2^n`. Within 2 ulp of `libm`'s `expf` on the range softmax uses (see the tests),
-/// and 0 below -86: the result would be near the denormals, whose arithmetic is very
-/// slow, and next to the largest term of a softmax (1) it is nothing.
-#[inline(always)]
-fn exp(x: f32x8) -> f32x8 {
-    let xc = x.max(f32x8::splat(-86.0)).min(f32x8::splat(88.0));
-    let n = (xc * f32x8::splat(std::f32::consts::LOG2_E)).round();
-    // ln 2 in two parts, so that r = x - n·ln 2 keeps its low bits.
-    let r = n.mul_neg_add(f32x8::splat(0.693_359_4), xc);
-    let r = n.mul_neg_add(f32x8::splat(-2.121_944_4e-4), r);
-    let mut p = f32x8::splat(1.987_569_1e-4);
-    for c in [
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-    ] {
-        p = p.mul_add(r, f32x8::splat(c));
-    }
-    let y = p.mul_add(r * r, r) + f32x8::splat(1.0);
-    let scale: f32x8 = bytemuck::cast((n.fast_round_int() + i32x8::splat(127)) << 23);
-    x.simd_lt(f32x8::splat(-86.0))
-        .select(f32x8::ZERO, y * scale)
+/// Defines `$name`, `e^x` in the lanes of `$f` (with `$i` its integer twin): Cephes'
+/// `expf`, a degree-7 polynomial on `x - n·ln 2` scaled by `2^n`. Within 2 ulp of
+/// `libm`'s `expf` on the range softmax uses (see the tests), and 0 below -86: the
+/// result would be near the denormals, whose arithmetic is very slow, and next to the
+/// largest term of a softmax (1) it is nothing.
+macro_rules! cephes_exp {
+    ($name:ident, $f:ty, $i:ty) => {
+        #[inline(always)]
+        pub(crate) fn $name(x: $f) -> $f {
+            let xc = x.max(<$f>::splat(-86.0)).min(<$f>::splat(88.0));
+            let n = (xc * <$f>::splat(std::f32::consts::LOG2_E)).round();
+            // ln 2 in two parts, so that r = x - n·ln 2 keeps its low bits.
+            let r = n.mul_neg_add(<$f>::splat(0.693_359_4), xc);
+            let r = n.mul_neg_add(<$f>::splat(-2.121_944_4e-4), r);
+            let mut p = <$f>::splat(1.987_569_1e-4);
+            for c in [
+                1.398_199_9e-3,
+                8.333_452e-3,
+                4.166_579_6e-2,
+                1.666_666_5e-1,
+                0.5,
+            ] {
+                p = p.mul_add(r, <$f>::splat(c));
+            }
+            let y = p.mul_add(r * r, r) + <$f>::splat(1.0);
+            let scale: $f = bytemuck::cast((n.fast_round_int() + <$i>::splat(127)) << 23);
+            x.simd_lt(<$f>::splat(-86.0)).select(<$f>::ZERO, y * scale)
+        }
+    };
 }
+cephes_exp!(exp, f32x8, i32x8);
+cephes_exp!(exp16, wide::f32x16, wide::i32x16);
 
 /// `libm`'s `expf` in 8 lanes, to the bit: its argument reduction `x = k·ln 2 + r` and
 /// its rational approximation on `r`, operation for operation, never fused, then the
@@ -122,7 +128,7 @@ fn padded(x: &[f32], fill: f32) -> f32x8 {
 
 /// The largest lane.
 #[inline(always)]
-fn hmax(v: f32x8) -> f32 {
+pub(crate) fn hmax(v: f32x8) -> f32 {
     let a = v.to_array();
     let m = [
         a[0].max(a[4]),
@@ -1072,6 +1078,12 @@ pub(crate) mod tests {
             for (got, &x) in exp(f32x8::new(lanes)).to_array().iter().zip(&lanes) {
                 worst = worst.max((got.to_bits() as i64 - libm::expf(x).to_bits() as i64).abs());
             }
+            // The 16 lanes' twin, from the same definition, to the bit.
+            let twice: [f32; 16] = core::array::from_fn(|i| lanes[i % 8]);
+            let wide = exp16(wide::f32x16::new(twice)).to_array();
+            let narrow = exp(f32x8::new(lanes)).to_array();
+            assert_eq!(bits(&wide[..8]), bits(&narrow));
+            assert_eq!(bits(&wide[8..]), bits(&narrow));
             x += 1.37e-3;
         }
         println!("fast exp: at most {worst} ulp from libm's expf");

@@ -16,8 +16,8 @@ use microgpt::dataset::{Dataset, split};
 use microgpt::simd::Simd;
 use microgpt_core::weights_format::{Encoding, encoded_len, write};
 use microgpt_core::{
-    AdamConfig, Batch, Config, Decoder, Error, Kernels, Micro, Names, Params, PyRandom, Sampling,
-    Scalar, Trainer, Vocab, WeightFile, forward, with_config,
+    AdamConfig, Batch, Config, CoreStepper, Decoder, Error, Kernels, Micro, Names, Params,
+    PyRandom, Sampling, Scalar, Trainer, Vocab, WeightFile, forward, with_config,
 };
 
 /// A training run of the config `C`, behind [`Run`] so that the session holds any.
@@ -126,7 +126,10 @@ fn sample_names<C: Config>(
     let mut decoder: Box<Decoder<C>> = bytemuck::zeroed_box();
     let mut rng = PyRandom::new(seed);
     let mut out = String::new();
-    let mut names = Names::<C, f32, Scalar, _>::new(&mut decoder, &w, file.vocab())?;
+    let mut names = Names::new(
+        CoreStepper::<C, f32, Scalar, _>::new(&mut decoder, &w),
+        file.vocab(),
+    )?;
     for _ in 0..count {
         names.generate(&mut rng, sampling, prefix, &mut out)?;
         out.push('\n');

@@ -1,0 +1,448 @@
+//! `sample --fast`'s decoder for models 16 wide with heads 4 wide (microgpt's shape):
+//! the residual stream of a token is one register of 16 lanes.
+//!
+//! The core's [`Decoder`](microgpt_core::Decoder) walks slices, one call per product
+//! and per head. At 16 wide a whole vector fits one register, so here every step of a
+//! token is a handful of register operations, and nothing needs a horizontal sum but
+//! the rmsnorms:
+//! - a product `W·x` is 16 fused multiply-adds of `W`'s columns (kept as registers) by
+//!   `x`'s values, in 4 partial sums so that their latencies overlap;
+//! - a score `q_h · k_s,h` is a sum over the head's 4 lanes. The query and each key are
+//!   kept in the 4 rotations of their lanes within each head (a shuffle each), and the
+//!   lane-wise products of the 4 pairs add up to every head's score in each of its 4
+//!   lanes. The softmax over the positions and the weighted sum of the values are then
+//!   lane-wise across registers, one register per position;
+//! - the draw (for microgpt's sampling) takes the logits in registers too.
+//!
+//! It adds in another order and fuses multiply-adds, so a draw within rounding of the
+//! boundary between two tokens can go the other way: the names are the exact ones but
+//! for about one draw in 400,000 (see the tests).
+
+use microgpt_core::python_random::random_f64;
+use microgpt_core::{Config, Dims, Error, Sampling, Stepper, Weights, ops, sample_token};
+use rand_core::Rng;
+use wide::{f32x8, f32x16};
+
+use crate::simd::{self, Simd, exp16 as exp};
+
+/// The width this decoder serves, one register.
+const E: usize = 16;
+/// The MLP's hidden width, 4 registers.
+const MLP: usize = 4 * E;
+/// Lanes of a head.
+const HEAD: usize = 4;
+
+/// The largest lane.
+#[inline(always)]
+fn hmax(v: f32x16) -> f32 {
+    let [a, b]: [f32x8; 2] = bytemuck::cast(v);
+    simd::hmax(a.max(b))
+}
+
+/// Whether [`RegisterDecoder`] serves the shape `d`: 16 wide in 4 heads, an MLP of 64.
+pub fn serves(d: &Dims) -> bool {
+    d.embd == E && d.heads == E / HEAD && d.mlp == MLP
+}
+
+/// One block's matrices as registers of columns: `wk[i]` holds column `i` of `wk`.
+#[derive(Clone, Copy)]
+struct Layer {
+    /// `wq` times the attention scale.
+    wq: [f32x16; E],
+    wk: [f32x16; E],
+    wv: [f32x16; E],
+    wo: [f32x16; E],
+    /// Column `i` of `fc1` in 4 registers of 16 rows.
+    fc1: [[f32x16; MLP / E]; E],
+    fc2: [f32x16; MLP],
+}
+
+/// The row that lane `l` takes when rows are rotated by `r` within each head of 4.
+fn rotated(l: usize, r: usize) -> usize {
+    l / HEAD * HEAD + (l % HEAD + r) % HEAD
+}
+
+/// `v` with its lanes rotated by `R` within each head: lane `l` takes lane
+/// `rotated(l, R)`. A constant shuffle, which the compiler makes one instruction.
+#[inline(always)]
+fn rotate<const R: usize>(v: f32x16) -> f32x16 {
+    let a = v.to_array();
+    f32x16::new(core::array::from_fn(|l| a[rotated(l, R)]))
+}
+
+/// The 4 rotations of `v`, the first `v` itself.
+#[inline(always)]
+fn rotations(v: f32x16) -> [f32x16; HEAD] {
+    [v, rotate::<1>(v), rotate::<2>(v), rotate::<3>(v)]
+}
+
+/// Column `i` of the row-major `w` (rows of `cols`), lane `l` from row `row(l)`, or 0.
+fn column(w: &[f32], cols: usize, i: usize, row: impl Fn(usize) -> Option<usize>) -> f32x16 {
+    f32x16::new(core::array::from_fn(|l| {
+        row(l).map_or(0.0, |r| w[r * cols + i])
+    }))
+}
+
+/// Every column of the row-major `w`, 16 rows of `N`, times `scale`.
+fn columns<const N: usize>(w: &[f32], scale: f32) -> [f32x16; N] {
+    core::array::from_fn(|i| column(w, N, i, Some) * f32x16::splat(scale))
+}
+
+/// `Σ_i cols[i]·x[i]`, in 4 partial sums.
+#[inline(always)]
+fn product<const N: usize>(cols: &[f32x16; N], x: &[f32; N]) -> f32x16 {
+    let mut acc = [f32x16::ZERO; 4];
+    for (i, (c, &x)) in cols.iter().zip(x).enumerate() {
+        acc[i % 4] = c.mul_add(f32x16::splat(x), acc[i % 4]);
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// microgpt's rmsnorm of one register.
+#[inline(always)]
+fn rmsnorm(x: f32x16) -> f32x16 {
+    let ms = (x * x).reduce_add() / E as f32;
+    x * f32x16::splat(1.0 / (ms + microgpt_core::kernels::RMS_EPS as f32).sqrt())
+}
+
+/// A decoder over its own copy of the weights, laid out as registers.
+pub struct RegisterDecoder {
+    dims: Dims,
+    wte: Vec<f32x16>,
+    wpe: Vec<f32x16>,
+    /// The lm_head's columns, a register of 16 tokens each.
+    lm_head: Vec<[f32x16; E]>,
+    layers: Vec<Layer>,
+    /// Each layer's keys, `block` positions of the 4 rotations.
+    keys: Vec<[f32x16; HEAD]>,
+    /// Each layer's values, `block` positions.
+    values: Vec<f32x16>,
+    /// The scores of the positions, each head's in its 4 lanes.
+    scores: Vec<f32x16>,
+    /// The logits, padded to whole registers with -inf.
+    logits: Vec<f32>,
+    /// The weights of the draw, unnormalised probabilities.
+    weights: Vec<f32x16>,
+    /// What makes the logits past the vocabulary -inf: 0 or -inf, a register of 16 tokens each.
+    pad: Vec<f32x16>,
+    /// The logits of the first step, kept.
+    first: Vec<f32>,
+    pos: usize,
+}
+
+impl RegisterDecoder {
+    /// The decoder for `w`, whose shape it must [`serve`](serves).
+    pub fn new<C: Config>(w: &Weights<'_, C>) -> Result<Self, Error> {
+        let d = w.dims();
+        if !serves(&d) {
+            return Err(Error::Usage(
+                "the register decoder serves models 16 wide in 4 heads",
+            ));
+        }
+        let regs = |m: &[f32]| -> Vec<f32x16> {
+            m.chunks_exact(E)
+                .map(|r| f32x16::new(r.try_into().expect("16")))
+                .collect()
+        };
+        let lm = w.lm_head().w;
+        let lm_head = (0..d.vocab.div_ceil(E))
+            .map(|c| {
+                core::array::from_fn(|i| {
+                    column(lm, E, i, |l| Some(c * E + l).filter(|&t| t < d.vocab))
+                })
+            })
+            .collect();
+        let scale = ops::attention_scale::<f32>(&d);
+        let layers = (0..d.layers)
+            .map(|l| {
+                let lw = w.layer(l);
+                Layer {
+                    wq: columns(lw.wq.w, scale),
+                    wk: columns(lw.wk.w, 1.0),
+                    wv: columns(lw.wv.w, 1.0),
+                    wo: columns(lw.wo.w, 1.0),
+                    fc1: core::array::from_fn(|i| {
+                        core::array::from_fn(|c| column(lw.fc1.w, E, i, |l| Some(c * E + l)))
+                    }),
+                    fc2: columns(lw.fc2.w, 1.0),
+                }
+            })
+            .collect();
+        let cache = d.layers * d.block;
+        Ok(RegisterDecoder {
+            dims: d,
+            wte: regs(w.wte()),
+            wpe: regs(w.wpe()),
+            lm_head,
+            layers,
+            keys: vec![[f32x16::ZERO; HEAD]; cache],
+            values: vec![f32x16::ZERO; cache],
+            scores: vec![f32x16::ZERO; d.block],
+            logits: vec![0.0; d.vocab.div_ceil(E) * E],
+            weights: vec![f32x16::ZERO; d.vocab.div_ceil(E)],
+            pad: (0..d.vocab.div_ceil(E))
+                .map(|c| {
+                    f32x16::new(core::array::from_fn(|l| {
+                        if c * E + l < d.vocab {
+                            0.0
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    }))
+                })
+                .collect(),
+            first: vec![0.0; d.vocab],
+            pos: 0,
+        })
+    }
+
+    /// The logits of the last step.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits[..self.dims.vocab]
+    }
+}
+
+impl Stepper for RegisterDecoder {
+    type F = f32;
+
+    fn dims(&self) -> Dims {
+        self.dims
+    }
+
+    fn pos(&self) -> usize {
+        self.pos
+    }
+
+    fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    fn step(&mut self, token: usize) -> Result<(), Error> {
+        let (d, pos) = (self.dims, self.pos);
+        if pos >= d.block {
+            return Err(Error::ContextFull { block: d.block });
+        }
+        if token >= d.vocab {
+            return Err(Error::TokenOutOfRange {
+                token,
+                vocab: d.vocab,
+            });
+        }
+        let mut x = rmsnorm(self.wte[token] + self.wpe[pos]);
+        for (l, w) in self.layers.iter().enumerate() {
+            let keys = &mut self.keys[l * d.block..][..d.block];
+            let values = &mut self.values[l * d.block..][..d.block];
+            // Attention block, with this position's key and value appended to the cache.
+            let xn = rmsnorm(x).to_array();
+            let q = rotations(product(&w.wq, &xn));
+            keys[pos] = rotations(product(&w.wk, &xn));
+            values[pos] = product(&w.wv, &xn);
+            let scores = &mut self.scores[..=pos];
+            let mut max = f32x16::splat(f32::NEG_INFINITY);
+            for (s, k) in scores.iter_mut().zip(keys.iter()) {
+                *s = (q[0] * k[0] + q[1] * k[1]) + (q[2] * k[2] + q[3] * k[3]);
+                max = max.max(*s);
+            }
+            let (mut total, mut y) = (f32x16::ZERO, f32x16::ZERO);
+            for (&s, &v) in scores.iter().zip(values.iter()) {
+                let e = exp(s - max);
+                total += e;
+                y = e.mul_add(v, y);
+            }
+            x += product(&w.wo, &(y / total).to_array());
+            // MLP block.
+            let xn = rmsnorm(x).to_array();
+            let mut h = [[f32x16::ZERO; MLP / E]; 2];
+            for (i, (c, &xi)) in w.fc1.iter().zip(&xn).enumerate() {
+                let xi = f32x16::splat(xi);
+                for (h, c) in h[i % 2].iter_mut().zip(c) {
+                    *h = c.mul_add(xi, *h);
+                }
+            }
+            let mut hidden = [0.0; MLP];
+            for (c, (a, b)) in h[0].iter().zip(&h[1]).enumerate() {
+                hidden[c * E..][..E].copy_from_slice((*a + *b).max(f32x16::ZERO).as_array());
+            }
+            x += product(&w.fc2, &hidden);
+        }
+        let x = x.to_array();
+        for ((out, cols), pad) in self
+            .logits
+            .chunks_exact_mut(E)
+            .zip(&self.lm_head)
+            .zip(&self.pad)
+        {
+            out.copy_from_slice((product(cols, &x) + *pad).as_array());
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn keep_first(&mut self) {
+        self.first.copy_from_slice(&self.logits[..self.dims.vocab]);
+    }
+
+    fn resume_first(&mut self) {
+        // Later steps write only later positions of the cache.
+        self.pos = 1;
+        self.logits[..self.dims.vocab].copy_from_slice(&self.first);
+    }
+
+    /// For microgpt's sampling (no token left out, a temperature above 0), the draw is
+    /// made in registers, with Python's `choices` on `f32` sums; else [`sample_token`]
+    /// makes it with [`Simd`]'s kernels.
+    fn draw<R: Rng + ?Sized>(
+        &mut self,
+        sampling: &Sampling<f32>,
+        rng: &mut R,
+    ) -> Result<usize, Error> {
+        let vocab = self.dims.vocab;
+        if sampling.temperature == 0.0 || sampling.top_k != 0 || sampling.top_p != 1.0 {
+            return sample_token::<f32, Simd, R>(&mut self.logits[..vocab], sampling, rng);
+        }
+        sampling.check()?;
+        // The lanes past the vocabulary hold -inf, whose exponential is 0.
+        let inv = f32x16::splat(1.0 / sampling.temperature);
+        let mut max = f32x16::splat(f32::NEG_INFINITY);
+        for (z, l) in self.weights.iter_mut().zip(self.logits.chunks_exact(E)) {
+            *z = f32x16::new(l.try_into().expect("16")) * inv;
+            max = max.max(*z);
+        }
+        let max = f32x16::splat(hmax(max));
+        let mut total = f32x16::ZERO;
+        for z in self.weights.iter_mut() {
+            *z = exp(*z - max);
+            total += *z;
+        }
+        let total = total.reduce_add();
+        if !(total > 0.0 && total.is_finite()) {
+            return Err(Error::NonFinite);
+        }
+        // Python's bisection on the running sums finds the first sum above the target.
+        let target = random_f64(rng) as f32 * total;
+        let mut sum = 0.0;
+        let mut last = 0;
+        let weights: &[f32] = bytemuck::cast_slice(&self.weights);
+        for (i, &w) in weights[..vocab].iter().enumerate() {
+            sum += w;
+            if sum > target {
+                return Ok(i);
+            }
+            if w > 0.0 {
+                last = i;
+            }
+        }
+        // The f32 sums fell short of the target by rounding: the last possible token.
+        Ok(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use microgpt_core::{
+        CoreStepper, Decoder, Micro, Micro256, Names, Params, PyRandom, Scalar, Vocab,
+    };
+
+    /// Weights of `C` for `vocab` tokens, drawn at 4 times microgpt's scale, so that the
+    /// logits and the attention are far from uniform.
+    fn weights<C: Config>(vocab: usize, seed: i64) -> Box<Params<C>> {
+        let mut params: Box<Params<C>> = bytemuck::zeroed_box();
+        params.init(vocab, &mut PyRandom::new(seed)).unwrap();
+        params.as_mut_slice().iter_mut().for_each(|p| *p *= 4.0);
+        params
+    }
+
+    /// The logits of every position equal the core decoder's, but for rounding, with
+    /// the vocabulary in one register and a half (27) and in several (100).
+    fn logits_are_the_core_decoders<C: Config>(vocab: usize) {
+        let params = weights::<C>(vocab, 3);
+        let w = params.weights();
+        let mut fast = RegisterDecoder::new(&w).unwrap();
+        let mut exact = Decoder::<C>::new();
+        let mut rng = PyRandom::new(5);
+        for pos in 0..C::DIMS.block {
+            let token = microgpt_core::python_random::randbelow(&mut rng, vocab as u64) as usize;
+            fast.step(token).unwrap();
+            let want = exact.step::<Scalar>(&w, token).unwrap();
+            let scale = want.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+            for (t, (got, want)) in fast.logits().iter().zip(want.iter()).enumerate() {
+                assert!(
+                    (got - want).abs() <= 1e-5 * scale,
+                    "{}, position {pos}, token {t}: {got} against {want}",
+                    C::NAME
+                );
+            }
+        }
+        assert_eq!(
+            fast.step(0),
+            Err(Error::ContextFull {
+                block: C::DIMS.block
+            })
+        );
+        fast.reset();
+        assert_eq!(
+            fast.step(vocab),
+            Err(Error::TokenOutOfRange {
+                token: vocab,
+                vocab
+            })
+        );
+    }
+
+    #[test]
+    fn logits_are_the_core_decoders_for_every_vocabulary() {
+        logits_are_the_core_decoders::<Micro>(27);
+        logits_are_the_core_decoders::<Micro256>(100);
+    }
+
+    /// Names from the register decoder are the exact kernels' names, but for the rare
+    /// draw that falls within rounding of a boundary between two tokens: for microgpt's
+    /// sampling (drawn in registers) and for the others (drawn by `sample_token`).
+    #[test]
+    fn names_are_the_exact_ones_but_for_rounding() {
+        let vocab = Vocab::from_chars("abcdefghijklmnopqrstuvwxyz".chars()).unwrap();
+        let params = weights::<Micro>(vocab.len(), 7);
+        let w = params.weights();
+        for (sampling, prefix) in [
+            (Sampling::new(0.5), ""),
+            (Sampling::new(1.0), "ka"),
+            (Sampling::new(0.0), "m"),
+            (
+                Sampling {
+                    top_k: 5,
+                    ..Sampling::new(0.8)
+                },
+                "",
+            ),
+        ] {
+            let mut decoder = Decoder::<Micro>::new();
+            let exact = CoreStepper::<Micro, f32, Scalar, _>::new(&mut decoder, &w);
+            let mut exact = Names::new(exact, &vocab).unwrap();
+            let mut fast = Names::new(RegisterDecoder::new(&w).unwrap(), &vocab).unwrap();
+            let (mut same, count) = (0, 2000);
+            for i in 0..count {
+                // A name of another length draws another count of numbers, and would put
+                // the later names out of step: each name has its own stream.
+                let (mut a, mut b) = (PyRandom::new(i as i64), PyRandom::new(i as i64));
+                let (mut x, mut y) = (String::new(), String::new());
+                exact.generate(&mut a, &sampling, prefix, &mut x).unwrap();
+                fast.generate(&mut b, &sampling, prefix, &mut y).unwrap();
+                assert!(y.starts_with(prefix), "{y}");
+                same += usize::from(x == y);
+            }
+            assert!(
+                same >= count * 99 / 100,
+                "{sampling:?}: {same} of {count} names"
+            );
+        }
+    }
+
+    #[test]
+    fn serves_microgpts_shape_only() {
+        assert!(serves(&Micro::DIMS));
+        assert!(!serves(&microgpt_core::Mini::DIMS));
+        let params = weights::<microgpt_core::Mini>(27, 1);
+        assert!(RegisterDecoder::new(&params.weights()).is_err());
+    }
+}
