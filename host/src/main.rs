@@ -270,8 +270,10 @@ struct SampleArgs {
     /// makemore does), and count the new ones on stderr.
     #[arg(long, value_name = "FILE")]
     novel: Option<PathBuf>,
-    /// Use the SIMD kernels (fused multiply-adds, a vector exp): faster, but a name can
-    /// differ from what the firmware and the default kernels give.
+    /// Use the SIMD kernels (fused multiply-adds, a vector exp; for microgpt's shape, a
+    /// decoder that keeps each token in registers): about twice as fast, but a draw
+    /// within rounding of the boundary between two characters can go the other way, so a
+    /// name can differ from what the firmware and the default kernels give.
     #[arg(long)]
     fast: bool,
 }

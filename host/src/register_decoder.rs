@@ -12,6 +12,9 @@
 //!   lane-wise products of the 4 pairs add up to every head's score in each of its 4
 //!   lanes. The softmax over the positions and the weighted sum of the values are then
 //!   lane-wise across registers, one register per position;
+//! - the first block's input, query, key and value depend only on the token and its
+//!   position: for a vocabulary of up to 64 tokens they are made once for every pair
+//!   (27 × 16 for microgpt, 276 KB) and looked up;
 //! - the draw (for microgpt's sampling) takes the logits in registers too.
 //!
 //! It adds in another order and fuses multiply-adds, so a draw within rounding of the
@@ -105,6 +108,35 @@ fn rmsnorm(x: f32x16) -> f32x16 {
     x * f32x16::splat(1.0 / (ms + microgpt_core::kernels::RMS_EPS as f32).sqrt())
 }
 
+/// What the attention of a block takes from its input `x`: the query and the key in
+/// their rotations, and the value.
+#[derive(Clone, Copy)]
+struct Inputs {
+    /// The input itself.
+    x: f32x16,
+    q: [f32x16; HEAD],
+    k: [f32x16; HEAD],
+    v: f32x16,
+}
+
+impl Inputs {
+    /// The inputs of the block `w` from `x`.
+    #[inline(always)]
+    fn of(w: &Layer, x: f32x16) -> Self {
+        let xn = rmsnorm(x).to_array();
+        Inputs {
+            x,
+            q: rotations(product(&w.wq, &xn)),
+            k: rotations(product(&w.wk, &xn)),
+            v: product(&w.wv, &xn),
+        }
+    }
+}
+
+/// The most (token, position) pairs whose first block's inputs are kept: 64 tokens in
+/// a context of 16, 640 KB.
+const MAX_FIRST_INPUTS: usize = 1024;
+
 /// A decoder over its own copy of the weights, laid out as registers.
 pub struct RegisterDecoder {
     dims: Dims,
@@ -127,6 +159,9 @@ pub struct RegisterDecoder {
     pad: Vec<f32x16>,
     /// The logits of the first step, kept.
     first: Vec<f32>,
+    /// The first block's inputs for each token (rows) and position, which depend on
+    /// nothing else; empty for a vocabulary too large to keep them for.
+    first_inputs: Vec<Inputs>,
     pos: usize,
 }
 
@@ -192,8 +227,23 @@ impl RegisterDecoder {
                 })
                 .collect(),
             first: vec![0.0; d.vocab],
+            first_inputs: Vec::new(),
             pos: 0,
-        })
+        }
+        .with_first_inputs())
+    }
+
+    /// Makes the first block's inputs for every token and position, if there are few
+    /// enough pairs.
+    fn with_first_inputs(mut self) -> Self {
+        let d = self.dims;
+        if d.vocab * d.block <= MAX_FIRST_INPUTS {
+            let w = &self.layers[0];
+            self.first_inputs = (0..d.vocab * d.block)
+                .map(|i| Inputs::of(w, rmsnorm(self.wte[i / d.block] + self.wpe[i % d.block])))
+                .collect();
+        }
+        self
     }
 
     /// The logits of the last step.
@@ -228,15 +278,22 @@ impl Stepper for RegisterDecoder {
                 vocab: d.vocab,
             });
         }
-        let mut x = rmsnorm(self.wte[token] + self.wpe[pos]);
+        let first = self.first_inputs.get(token * d.block + pos);
+        let mut x = match first {
+            Some(inputs) => inputs.x,
+            None => rmsnorm(self.wte[token] + self.wpe[pos]),
+        };
         for (l, w) in self.layers.iter().enumerate() {
             let keys = &mut self.keys[l * d.block..][..d.block];
             let values = &mut self.values[l * d.block..][..d.block];
             // Attention block, with this position's key and value appended to the cache.
-            let xn = rmsnorm(x).to_array();
-            let q = rotations(product(&w.wq, &xn));
-            keys[pos] = rotations(product(&w.wk, &xn));
-            values[pos] = product(&w.wv, &xn);
+            let inputs = match first {
+                Some(inputs) if l == 0 => *inputs,
+                _ => Inputs::of(w, x),
+            };
+            let q = inputs.q;
+            keys[pos] = inputs.k;
+            values[pos] = inputs.v;
             let scores = &mut self.scores[..=pos];
             let mut max = f32x16::splat(f32::NEG_INFINITY);
             for (s, k) in scores.iter_mut().zip(keys.iter()) {
