@@ -150,17 +150,49 @@ impl<C: Config, F: Float> Decoder<C, F> {
         w: &impl DecoderWeights<C, F>,
         token: usize,
     ) -> Result<&mut [F], Error> {
+        self.step_with::<K>(w, token, None)
+    }
+
+    /// The values [`Decoder::step`] begins with for `token` at `pos`, which depend on
+    /// nothing else: the input of the first block (the embedding's rmsnorm), then that
+    /// block's query, key and value, in `out[..4 · embd]`. A table of them for every
+    /// token and position ([`first_inputs_len`]) lets [`Decoder::step_with`] skip that
+    /// work with the same bits. The decoder's position and cache are left as they were.
+    pub fn first_inputs<K: Kernels<F>>(
+        &mut self,
+        w: &impl DecoderWeights<C, F>,
+        token: usize,
+        pos: usize,
+        out: &mut [F],
+    ) -> Result<(), Error> {
+        let d = w.dims();
+        check(&d, token, pos)?;
+        let e = d.embd;
+        let (x, rest) = out[..4 * e].split_at_mut(e);
+        let (q, rest) = rest.split_at_mut(e);
+        let (k, v) = rest.split_at_mut(e);
+        // The work vector `xn` of `step`, after the cache and `x`.
+        let xn = &mut self.buf.as_mut()[2 * d.layers * d.block * e + e..][..e];
+        w.embed(xn, token, pos);
+        K::rmsnorm(x, xn);
+        attention_inputs::<C, F, K, _>(w, &w.layer(0), x, xn, q, k, v);
+        Ok(())
+    }
+
+    /// [`Decoder::step`], with the first block's inputs taken from `first` when given:
+    /// [`Decoder::first_inputs`] of this token at this position.
+    // Inlined, so that `step`, which gives no table, compiles to a step without one: on
+    // a chip the branches cost a fifth of a token's instructions.
+    #[inline(always)]
+    pub fn step_with<K: Kernels<F>>(
+        &mut self,
+        w: &impl DecoderWeights<C, F>,
+        token: usize,
+        first: Option<&[F]>,
+    ) -> Result<&mut [F], Error> {
         let d = w.dims();
         let (e, hd, t, pos) = (d.embd, d.head_dim(), d.block, self.pos);
-        if pos >= t {
-            return Err(Error::ContextFull { block: t });
-        }
-        if token >= d.vocab {
-            return Err(Error::TokenOutOfRange {
-                token,
-                vocab: d.vocab,
-            });
-        }
+        check(&d, token, pos)?;
         let cache = d.layers * t * e;
         let (keys, rest) = self.buf.as_mut().split_at_mut(cache);
         let (values, rest) = rest.split_at_mut(cache);
@@ -173,8 +205,13 @@ impl<C: Config, F: Float> Decoder<C, F> {
         // Where `logits_and_first` finds them; the kept first logits follow them.
         let logits = &mut rest[..d.vocab];
 
-        w.embed(xn, token, pos);
-        K::rmsnorm(x, xn);
+        match first {
+            Some(first) => x.copy_from_slice(&first[..e]),
+            None => {
+                w.embed(xn, token, pos);
+                K::rmsnorm(x, xn);
+            }
+        }
         let scale = attention_scale::<F>(&d);
         for l in 0..d.layers {
             let lw = w.layer(l);
@@ -183,10 +220,15 @@ impl<C: Config, F: Float> Decoder<C, F> {
                 &mut values[l * t * e..][..t * e],
             );
             // Attention block, with this position's key and value appended to the cache.
-            K::rmsnorm(xn, x);
-            w.matvec::<K>(q, lw.wq, xn);
-            w.matvec::<K>(&mut keys[pos * e..][..e], lw.wk, xn);
-            w.matvec::<K>(&mut values[pos * e..][..e], lw.wv, xn);
+            let (k, v) = (&mut keys[pos * e..][..e], &mut values[pos * e..][..e]);
+            match first {
+                Some(first) if l == 0 => {
+                    q.copy_from_slice(&first[e..2 * e]);
+                    k.copy_from_slice(&first[2 * e..3 * e]);
+                    v.copy_from_slice(&first[3 * e..4 * e]);
+                }
+                _ => attention_inputs::<C, F, K, _>(w, &lw, x, xn, q, k, v),
+            }
             // Every head's scores, then their softmaxes, then their weighted sums, as in
             // the training forward.
             let (n, att) = (pos + 1, &mut att[..d.heads * t]);
@@ -217,4 +259,42 @@ impl<C: Config, F: Float> Decoder<C, F> {
         self.pos += 1;
         Ok(logits)
     }
+}
+
+/// The values of one token and position in a table of [`Decoder::first_inputs`]: token
+/// `t` at position `p` starts at `(t · block + p) · first_inputs_len(d)`.
+pub const fn first_inputs_len(d: &Dims) -> usize {
+    4 * d.embd
+}
+
+/// Whether `token` can be fed at `pos` to weights of the shape `d`.
+fn check(d: &Dims, token: usize, pos: usize) -> Result<(), Error> {
+    if pos >= d.block {
+        return Err(Error::ContextFull { block: d.block });
+    }
+    if token >= d.vocab {
+        return Err(Error::TokenOutOfRange {
+            token,
+            vocab: d.vocab,
+        });
+    }
+    Ok(())
+}
+
+/// The query, key and value of the block `lw` for the input `x`, through its rmsnorm
+/// in `xn`.
+#[inline(always)]
+fn attention_inputs<C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>>(
+    w: &W,
+    lw: &LayerWeights<W::Matrix<'_>>,
+    x: &[F],
+    xn: &mut [F],
+    q: &mut [F],
+    k: &mut [F],
+    v: &mut [F],
+) {
+    K::rmsnorm(xn, x);
+    w.matvec::<K>(q, lw.wq, xn);
+    w.matvec::<K>(k, lw.wk, xn);
+    w.matvec::<K>(v, lw.wv, xn);
 }

@@ -105,7 +105,7 @@ pub use batch::{Batch, Row};
 pub use config::{Buffer, Config, Dims, Elem};
 pub use error::Error;
 pub use float::{Float, Libm, Math, all_finite, finite_bits};
-pub use inference::{Decoder, DecoderWeights};
+pub use inference::{Decoder, DecoderWeights, first_inputs_len};
 pub use int8::{Int8Matrix, Int8Weights};
 pub use kernels::{Kernels, Matrix, Scalar};
 pub use params::{LayerTensor, LayerWeights, Layout, Params, Tensor, Transposed, Weights};

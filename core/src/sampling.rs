@@ -8,7 +8,7 @@ use rand_core::Rng;
 use crate::config::{Config, Dims};
 use crate::error::Error;
 use crate::float::Float;
-use crate::inference::{Decoder, DecoderWeights};
+use crate::inference::{Decoder, DecoderWeights, first_inputs_len};
 use crate::kernels::Kernels;
 use crate::python_random::choices;
 use crate::tokenizer::{MAX_TOKENS, Vocab};
@@ -174,6 +174,8 @@ pub trait Stepper {
 pub struct CoreStepper<'a, C: Config, F: Float, K, W> {
     decoder: &'a mut Decoder<C, F>,
     weights: &'a W,
+    /// The first block's inputs of every token at every position, if kept.
+    first: Option<&'a [F]>,
     kernels: PhantomData<K>,
 }
 
@@ -183,8 +185,40 @@ impl<'a, C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> CoreSteppe
         CoreStepper {
             decoder,
             weights,
+            first: None,
             kernels: PhantomData,
         }
+    }
+
+    /// Fills `table` with [`Decoder::first_inputs`] of every token (in order) at every
+    /// position, for [`CoreStepper::with_first_inputs`]: `table` holds `vocab · block ·`
+    /// [`first_inputs_len`] values.
+    pub fn first_inputs(&mut self, table: &mut [F]) -> Result<(), Error> {
+        let d = self.weights.dims();
+        let n = first_inputs_len(&d);
+        if table.len() != d.vocab * d.block * n {
+            return Err(Error::Usage("the table of first inputs has another size"));
+        }
+        for (i, out) in table.chunks_exact_mut(n).enumerate() {
+            let (token, pos) = (i / d.block, i % d.block);
+            self.decoder
+                .first_inputs::<K>(self.weights, token, pos, out)?;
+        }
+        Ok(())
+    }
+
+    /// The same stepper, with the work that the first block's inputs take looked up in
+    /// `table`, which [`CoreStepper::first_inputs`] filled from these weights and
+    /// kernels: the same logits, sooner.
+    pub fn with_first_inputs(self, table: &'a [F]) -> Result<Self, Error> {
+        let d = self.weights.dims();
+        if table.len() != d.vocab * d.block * first_inputs_len(&d) {
+            return Err(Error::Usage("the table of first inputs has another size"));
+        }
+        Ok(CoreStepper {
+            first: Some(table),
+            ..self
+        })
     }
 
     /// The decoder.
@@ -212,7 +246,16 @@ impl<C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> Stepper
 
     #[inline(always)]
     fn step(&mut self, token: usize) -> Result<(), Error> {
-        self.decoder.step::<K>(self.weights, token).map(|_| ())
+        let d = self.weights.dims();
+        let (pos, n) = (self.decoder.pos(), first_inputs_len(&d));
+        // Only for a token and a position that the step accepts.
+        let first = self
+            .first
+            .filter(|_| token < d.vocab && pos < d.block)
+            .map(|t| &t[(token * d.block + pos) * n..][..n]);
+        self.decoder
+            .step_with::<K>(self.weights, token, first)
+            .map(|_| ())
     }
 
     fn keep_first(&mut self) {

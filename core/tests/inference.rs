@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use microgpt_core::{
     Acts, Batch, Config, CoreStepper, Decoder, Error, Kernels, Micro, Names, Params, PyRandom,
-    Sampling, Scalar, Stepper, backward, forward, generate, sample_token,
+    Sampling, Scalar, Stepper, backward, first_inputs_len, forward, generate, sample_token,
 };
 
 microgpt_core::config! {
@@ -106,8 +106,9 @@ fn sampling_is_deterministic_and_in_vocabulary() {
     assert_eq!(err, Err(Error::OutputFull));
 }
 
-/// [`Names`], which makes the first step once, draws the names of [`generate`], which
-/// makes every step: with prefixes, at the context's end, and after a failed name.
+/// [`Names`], which makes the first step once and looks up the first block's inputs,
+/// draws the names of [`generate`], which makes every step in full: with prefixes, at
+/// the context's end, and after a failed name.
 fn names_equal_generate<C: Config>(letters: usize, prefixes: &[&str]) {
     let chars = "abcdefghijklmnopqrstuvwxyz".chars().take(letters);
     let vocab = microgpt_core::Vocab::from_chars(chars).unwrap();
@@ -115,8 +116,11 @@ fn names_equal_generate<C: Config>(letters: usize, prefixes: &[&str]) {
     params.init(vocab.len(), &mut PyRandom::new(3)).unwrap();
     let w = params.weights();
     let (mut kept, mut fresh) = (Decoder::<C>::new(), Decoder::<C>::new());
-    let mut names =
-        Names::new(CoreStepper::<C, f32, Scalar, _>::new(&mut kept, &w), &vocab).unwrap();
+    let mut table = vec![0.0; vocab.len() * C::DIMS.block * first_inputs_len(&w.dims())];
+    let mut stepper = CoreStepper::<C, f32, Scalar, _>::new(&mut kept, &w);
+    stepper.first_inputs(&mut table).unwrap();
+    let stepper = stepper.with_first_inputs(&table).unwrap();
+    let mut names = Names::new(stepper, &vocab).unwrap();
     let (mut a, mut b) = (PyRandom::new(11), PyRandom::new(11));
     for (i, prefix) in prefixes.iter().cycle().take(60).enumerate() {
         let t = Sampling::new(0.3 + (i % 5) as f32 * 0.4);
@@ -134,6 +138,48 @@ fn names_equal_generate<C: Config>(letters: usize, prefixes: &[&str]) {
             assert_eq!(names.stepper().pos(), fresh.pos());
         }
     }
+}
+
+/// A step that takes the first block's inputs from the table makes the very bits of
+/// one that computes them, for every token at every position; a table of another size
+/// is refused.
+fn first_inputs_give_the_same_logits<C: Config>() {
+    let vocab = vocab_of(&NAMES);
+    let mut params: Box<Params<C>> = bytemuck::zeroed_box();
+    params.init(vocab.len(), &mut PyRandom::new(9)).unwrap();
+    let w = params.weights();
+    let n = first_inputs_len(&w.dims());
+    let (mut a, mut b) = (Decoder::<C>::new(), Decoder::<C>::new());
+    let mut first = vec![0.0; n];
+    let mut rng = PyRandom::new(4);
+    for token in 0..vocab.len() {
+        for pos in 0..C::DIMS.block {
+            // The same tokens before it in both.
+            a.reset();
+            b.reset();
+            for _ in 0..pos {
+                let before = microgpt_core::python_random::randbelow(&mut rng, vocab.len() as u64);
+                a.step::<Scalar>(&w, before as usize).unwrap();
+                b.step::<Scalar>(&w, before as usize).unwrap();
+            }
+            b.first_inputs::<Scalar>(&w, token, pos, &mut first)
+                .unwrap();
+            let want = a.step::<Scalar>(&w, token).unwrap();
+            let got = b.step_with::<Scalar>(&w, token, Some(&first)).unwrap();
+            assert_eq!(got, want, "{}: token {token} at {pos}", C::NAME);
+        }
+    }
+    let mut decoder = Decoder::<C>::new();
+    let mut stepper = CoreStepper::<C, f32, Scalar, _>::new(&mut decoder, &w);
+    let short = vec![0.0; vocab.len() * C::DIMS.block * n - 1];
+    assert!(stepper.first_inputs(&mut short.clone()).is_err());
+    assert!(stepper.with_first_inputs(&short).is_err());
+}
+
+#[test]
+fn first_inputs_from_a_table_give_the_same_logits() {
+    first_inputs_give_the_same_logits::<Micro>();
+    first_inputs_give_the_same_logits::<Tiny>();
 }
 
 #[test]

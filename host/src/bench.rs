@@ -15,6 +15,7 @@ use microgpt_core::{
 };
 
 use crate::dataset::{Dataset, split};
+use crate::first_inputs;
 use crate::model_file::{WeightBytes, params_of};
 use crate::parallel::ParallelTrainer;
 use crate::register_decoder::RegisterDecoder;
@@ -93,11 +94,14 @@ fn train_run<C: Config, K: Kernels<f32>>(
 }
 
 /// Tokens per second of one sampling stream with kernels `K` (and the transposed
-/// weights when they use them), over `names` names, and the tokens a name.
+/// weights when they use them), over `names` names, and the tokens a name; with the
+/// table of the first block's inputs if `table`, as `sample` keeps it (the firmware
+/// has none).
 fn sample_rate<K: Kernels<f32>>(
     params: &Params<Micro>,
     vocab: &Vocab,
     names: usize,
+    table: bool,
 ) -> Result<(f64, f64)> {
     let mut t: Box<Transposed<Micro>> = bytemuck::zeroed_box();
     t.refresh::<K>(&params.weights());
@@ -106,12 +110,16 @@ fn sample_rate<K: Kernels<f32>>(
     } else {
         params.weights()
     };
+    let table = match table {
+        true => first_inputs::table::<Micro, K>(&w)?,
+        false => None,
+    };
     let mut decoder = Decoder::<Micro>::new();
-    stepper_rate(
-        CoreStepper::<Micro, f32, K, _>::new(&mut decoder, &w),
-        vocab,
-        names,
-    )
+    let mut stepper = CoreStepper::<Micro, f32, K, _>::new(&mut decoder, &w);
+    if let Some(table) = &table {
+        stepper = stepper.with_first_inputs(table)?;
+    }
+    stepper_rate(stepper, vocab, names)
 }
 
 /// [`sample_rate`] for the register decoder of `sample --fast`.
@@ -227,7 +235,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         );
     }
 
-    let (_, per_name) = sample_rate::<Exact>(&sampled, file.vocab(), 1000)?;
+    let (_, per_name) = sample_rate::<Exact>(&sampled, file.vocab(), 1000, false)?;
     let what = format!(
         "from {} ({per_name:.1} tokens a name)",
         opts.weights.file_name().unwrap_or_default().display()
@@ -235,13 +243,16 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     for (label, measure) in [
         (
             "the core's scalar kernels (the firmware's code)",
-            sample_rate::<Scalar> as fn(&_, &_, _) -> Result<(f64, f64)>,
+            (|p, v, n| sample_rate::<Scalar>(p, v, n, false)) as fn(&_, &_, _) -> _,
         ),
         (
             "exact vector kernels (bit-exact with the firmware: `sample`)",
-            sample_rate::<Exact>,
+            |p, v, n| sample_rate::<Exact>(p, v, n, true),
         ),
-        ("SIMD kernels", sample_rate::<Simd>),
+        (
+            "SIMD kernels (`sample --fast` on other shapes)",
+            |p, v, n| sample_rate::<Simd>(p, v, n, true),
+        ),
         ("the register decoder (`sample --fast`)", register_rate),
     ] {
         let rate = median_of(r, || Ok(measure(&sampled, file.vocab(), 50_000)?.0))?;

@@ -8,6 +8,7 @@ pub mod aligned_bytes;
 #[cfg(feature = "cli")]
 pub mod bench;
 pub mod dataset;
+pub mod first_inputs;
 #[cfg(feature = "cli")]
 pub mod model_file;
 #[cfg(feature = "cli")]

@@ -13,8 +13,8 @@
 //!   lanes. The softmax over the positions and the weighted sum of the values are then
 //!   lane-wise across registers, one register per position;
 //! - the first block's input, query, key and value depend only on the token and its
-//!   position: for a vocabulary of up to 64 tokens they are made once for every pair
-//!   (27 × 16 for microgpt, 276 KB) and looked up;
+//!   position: they are made once for every pair and looked up (see
+//!   [`first_inputs`]; 276 KB for microgpt);
 //! - the draw (for microgpt's sampling) takes the logits in registers too.
 //!
 //! It adds in another order and fuses multiply-adds, so a draw within rounding of the
@@ -26,6 +26,7 @@ use microgpt_core::{Config, Dims, Error, Sampling, Stepper, Weights, ops, sample
 use rand_core::Rng;
 use wide::{f32x8, f32x16};
 
+use crate::first_inputs;
 use crate::simd::{self, Simd, exp16 as exp};
 
 /// The width this decoder serves, one register.
@@ -133,10 +134,6 @@ impl Inputs {
     }
 }
 
-/// The most (token, position) pairs whose first block's inputs are kept: 64 tokens in
-/// a context of 16, 640 KB.
-const MAX_FIRST_INPUTS: usize = 1024;
-
 /// A decoder over its own copy of the weights, laid out as registers.
 pub struct RegisterDecoder {
     dims: Dims,
@@ -237,7 +234,7 @@ impl RegisterDecoder {
     /// enough pairs.
     fn with_first_inputs(mut self) -> Self {
         let d = self.dims;
-        if d.vocab * d.block <= MAX_FIRST_INPUTS {
+        if first_inputs::kept(&d) {
             let w = &self.layers[0];
             self.first_inputs = (0..d.vocab * d.block)
                 .map(|i| Inputs::of(w, rmsnorm(self.wte[i / d.block] + self.wpe[i % d.block])))
