@@ -180,9 +180,10 @@ impl<C: Config, F: Float> Decoder<C, F> {
     }
 
     /// [`Decoder::step`], with the first block's inputs taken from `first` when given:
-    /// [`Decoder::first_inputs`] of this token at this position.
-    // Inlined, so that `step`, which gives no table, compiles to a step without one: on
-    // a chip the branches cost a fifth of a token's instructions.
+    /// [`Decoder::first_inputs`] of this token at this position. A `first` shorter than
+    /// [`first_inputs_len`] is an error.
+    // Inlined, so that `step`, which gives no table, compiles to a step without one: not
+    // inlined, microgpt's firmware took 16,082 instructions a token instead of 12,962.
     #[inline(always)]
     pub fn step_with<K: Kernels<F>>(
         &mut self,
@@ -193,6 +194,9 @@ impl<C: Config, F: Float> Decoder<C, F> {
         let d = w.dims();
         let (e, hd, t, pos) = (d.embd, d.head_dim(), d.block, self.pos);
         check(&d, token, pos)?;
+        if first.is_some_and(|f| f.len() < first_inputs_len(&d)) {
+            return Err(Error::Usage("the first inputs are too short"));
+        }
         let cache = d.layers * t * e;
         let (keys, rest) = self.buf.as_mut().split_at_mut(cache);
         let (values, rest) = rest.split_at_mut(cache);

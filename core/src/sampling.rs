@@ -193,7 +193,7 @@ impl<'a, C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> CoreSteppe
     /// Fills `table` with [`Decoder::first_inputs`] of every token (in order) at every
     /// position, for [`CoreStepper::with_first_inputs`]: `table` holds `vocab · block ·`
     /// [`first_inputs_len`] values.
-    pub fn first_inputs(&mut self, table: &mut [F]) -> Result<(), Error> {
+    pub fn fill_first_inputs(&mut self, table: &mut [F]) -> Result<(), Error> {
         let d = self.weights.dims();
         let n = first_inputs_len(&d);
         if table.len() != d.vocab * d.block * n {
@@ -208,7 +208,7 @@ impl<'a, C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> CoreSteppe
     }
 
     /// The same stepper, with the work that the first block's inputs take looked up in
-    /// `table`, which [`CoreStepper::first_inputs`] filled from these weights and
+    /// `table`, which [`CoreStepper::fill_first_inputs`] filled from these weights and
     /// kernels: the same logits, sooner.
     pub fn with_first_inputs(self, table: &'a [F]) -> Result<Self, Error> {
         let d = self.weights.dims();
@@ -219,11 +219,6 @@ impl<'a, C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> CoreSteppe
             first: Some(table),
             ..self
         })
-    }
-
-    /// The decoder.
-    pub fn decoder(&self) -> &Decoder<C, F> {
-        self.decoder
     }
 }
 

@@ -118,7 +118,7 @@ fn names_equal_generate<C: Config>(letters: usize, prefixes: &[&str]) {
     let (mut kept, mut fresh) = (Decoder::<C>::new(), Decoder::<C>::new());
     let mut table = vec![0.0; vocab.len() * C::DIMS.block * first_inputs_len(&w.dims())];
     let mut stepper = CoreStepper::<C, f32, Scalar, _>::new(&mut kept, &w);
-    stepper.first_inputs(&mut table).unwrap();
+    stepper.fill_first_inputs(&mut table).unwrap();
     let stepper = stepper.with_first_inputs(&table).unwrap();
     let mut names = Names::new(stepper, &vocab).unwrap();
     let (mut a, mut b) = (PyRandom::new(11), PyRandom::new(11));
@@ -141,8 +141,8 @@ fn names_equal_generate<C: Config>(letters: usize, prefixes: &[&str]) {
 }
 
 /// A step that takes the first block's inputs from the table makes the very bits of
-/// one that computes them, for every token at every position; a table of another size
-/// is refused.
+/// one that computes them, for every token at every position; inputs or a table of
+/// another size are refused.
 fn first_inputs_give_the_same_logits<C: Config>() {
     let vocab = vocab_of(&NAMES);
     let mut params: Box<Params<C>> = bytemuck::zeroed_box();
@@ -169,10 +169,16 @@ fn first_inputs_give_the_same_logits<C: Config>() {
             assert_eq!(got, want, "{}: token {token} at {pos}", C::NAME);
         }
     }
+    a.reset();
+    let short = a.step_with::<Scalar>(&w, 0, Some(&first[..n - 1]));
+    assert_eq!(
+        short.err(),
+        Some(Error::Usage("the first inputs are too short"))
+    );
     let mut decoder = Decoder::<C>::new();
     let mut stepper = CoreStepper::<C, f32, Scalar, _>::new(&mut decoder, &w);
     let short = vec![0.0; vocab.len() * C::DIMS.block * n - 1];
-    assert!(stepper.first_inputs(&mut short.clone()).is_err());
+    assert!(stepper.fill_first_inputs(&mut short.clone()).is_err());
     assert!(stepper.with_first_inputs(&short).is_err());
 }
 

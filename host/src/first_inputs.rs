@@ -21,7 +21,7 @@ pub fn kept(d: &Dims) -> bool {
     d.vocab * d.block <= MAX_PAIRS
 }
 
-/// The table of [`CoreStepper::first_inputs`] for `w` with the kernels `K`, if
+/// The table of [`CoreStepper::fill_first_inputs`] for `w` with the kernels `K`, if
 /// [`kept`].
 pub fn table<C: Config, K: Kernels<f32>>(w: &Weights<'_, C>) -> Result<Option<Vec<f32>>, Error> {
     let d = w.dims();
@@ -30,6 +30,6 @@ pub fn table<C: Config, K: Kernels<f32>>(w: &Weights<'_, C>) -> Result<Option<Ve
     }
     let mut table = vec![0.0; d.vocab * d.block * first_inputs_len(&d)];
     let mut decoder = Decoder::<C>::new();
-    CoreStepper::<C, f32, K, _>::new(&mut decoder, w).first_inputs(&mut table)?;
+    CoreStepper::<C, f32, K, _>::new(&mut decoder, w).fill_first_inputs(&mut table)?;
     Ok(Some(table))
 }

@@ -155,7 +155,7 @@ pub struct RegisterDecoder {
     /// What makes the logits past the vocabulary -inf: 0 or -inf, a register of 16 tokens each.
     pad: Vec<f32x16>,
     /// The logits of the first step, kept.
-    first: Vec<f32>,
+    first_logits: Vec<f32>,
     /// The first block's inputs for each token (rows) and position, which depend on
     /// nothing else; empty for a vocabulary too large to keep them for.
     first_inputs: Vec<Inputs>,
@@ -223,7 +223,7 @@ impl RegisterDecoder {
                     }))
                 })
                 .collect(),
-            first: vec![0.0; d.vocab],
+            first_logits: vec![0.0; d.vocab],
             first_inputs: Vec::new(),
             pos: 0,
         }
@@ -333,13 +333,14 @@ impl Stepper for RegisterDecoder {
     }
 
     fn keep_first(&mut self) {
-        self.first.copy_from_slice(&self.logits[..self.dims.vocab]);
+        self.first_logits
+            .copy_from_slice(&self.logits[..self.dims.vocab]);
     }
 
     fn resume_first(&mut self) {
         // Later steps write only later positions of the cache.
         self.pos = 1;
-        self.logits[..self.dims.vocab].copy_from_slice(&self.first);
+        self.logits[..self.dims.vocab].copy_from_slice(&self.first_logits);
     }
 
     /// For microgpt's sampling (no token left out, a temperature above 0), the draw is
