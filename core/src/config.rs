@@ -47,6 +47,21 @@ impl core::fmt::Display for Dims {
 }
 
 impl Dims {
+    /// Whether `token` can be fed at position `pos`: a token of the vocabulary, and a
+    /// position within the context.
+    pub fn check_token(&self, token: usize, pos: usize) -> Result<(), crate::Error> {
+        if pos >= self.block {
+            return Err(crate::Error::ContextFull { block: self.block });
+        }
+        if token >= self.vocab {
+            return Err(crate::Error::TokenOutOfRange {
+                token,
+                vocab: self.vocab,
+            });
+        }
+        Ok(())
+    }
+
     /// Width of one attention head.
     pub const fn head_dim(&self) -> usize {
         self.embd / self.heads

@@ -166,7 +166,7 @@ impl<C: Config, F: Float> Decoder<C, F> {
         out: &mut [F],
     ) -> Result<(), Error> {
         let d = w.dims();
-        check(&d, token, pos)?;
+        d.check_token(token, pos)?;
         let e = d.embd;
         let (x, rest) = out[..4 * e].split_at_mut(e);
         let (q, rest) = rest.split_at_mut(e);
@@ -193,7 +193,7 @@ impl<C: Config, F: Float> Decoder<C, F> {
     ) -> Result<&mut [F], Error> {
         let d = w.dims();
         let (e, hd, t, pos) = (d.embd, d.head_dim(), d.block, self.pos);
-        check(&d, token, pos)?;
+        d.check_token(token, pos)?;
         if first.is_some_and(|f| f.len() < first_inputs_len(&d)) {
             return Err(Error::Usage("the first inputs are too short"));
         }
@@ -269,20 +269,6 @@ impl<C: Config, F: Float> Decoder<C, F> {
 /// `t` at position `p` starts at `(t · block + p) · first_inputs_len(d)`.
 pub const fn first_inputs_len(d: &Dims) -> usize {
     4 * d.embd
-}
-
-/// Whether `token` can be fed at `pos` to weights of the shape `d`.
-fn check(d: &Dims, token: usize, pos: usize) -> Result<(), Error> {
-    if pos >= d.block {
-        return Err(Error::ContextFull { block: d.block });
-    }
-    if token >= d.vocab {
-        return Err(Error::TokenOutOfRange {
-            token,
-            vocab: d.vocab,
-        });
-    }
-    Ok(())
 }
 
 /// The query, key and value of the block `lw` for the input `x`, through its rmsnorm

@@ -110,16 +110,15 @@ fn sample_rate<K: Kernels<f32>>(
     } else {
         params.weights()
     };
-    let table = match table {
-        true => first_inputs::table::<Micro, K>(&w)?,
-        false => None,
-    };
-    let mut decoder = Decoder::<Micro>::new();
-    let mut stepper = CoreStepper::<Micro, f32, K, _>::new(&mut decoder, &w);
-    if let Some(table) = &table {
-        stepper = stepper.with_first_inputs(table)?;
+    if table {
+        return first_inputs::with_table::<Micro, K, _>(&w, |s| stepper_rate(s, vocab, names));
     }
-    stepper_rate(stepper, vocab, names)
+    let mut decoder = Decoder::<Micro>::new();
+    stepper_rate(
+        CoreStepper::<Micro, f32, K, _>::new(&mut decoder, &w),
+        vocab,
+        names,
+    )
 }
 
 /// [`sample_rate`] for the register decoder of `sample --fast`.

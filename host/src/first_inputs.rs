@@ -8,9 +8,7 @@
 //! with the same bits; the [`RegisterDecoder`](crate::register_decoder::RegisterDecoder)
 //! keeps its own, in registers.
 
-use microgpt_core::{
-    Config, CoreStepper, Decoder, Dims, Error, Kernels, Weights, first_inputs_len,
-};
+use microgpt_core::{Config, CoreStepper, Decoder, Dims, Kernels, Weights, first_inputs_len};
 
 /// The most (token, position) pairs kept: 64 tokens in a context of 16. Making a pair's
 /// inputs costs about one step, so a table pays for itself within the first names.
@@ -21,15 +19,19 @@ pub fn kept(d: &Dims) -> bool {
     d.vocab * d.block <= MAX_PAIRS
 }
 
-/// The table of [`CoreStepper::fill_first_inputs`] for `w` with the kernels `K`, if
-/// [`kept`].
-pub fn table<C: Config, K: Kernels<f32>>(w: &Weights<'_, C>) -> Result<Option<Vec<f32>>, Error> {
+/// Calls `f` with the core's decoder over `w` with the kernels `K`, which looks up the
+/// first block's inputs in a table where the shape is [`kept`].
+pub fn with_table<'w, C: Config, K: Kernels<f32>, R>(
+    w: &Weights<'w, C>,
+    f: impl for<'a> FnOnce(CoreStepper<'a, C, f32, K, Weights<'w, C>>) -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
     let d = w.dims();
+    let mut decoder = Decoder::<C>::new();
+    let mut stepper = CoreStepper::<C, f32, K, _>::new(&mut decoder, w);
     if !kept(&d) {
-        return Ok(None);
+        return f(stepper);
     }
     let mut table = vec![0.0; d.vocab * d.block * first_inputs_len(&d)];
-    let mut decoder = Decoder::<C>::new();
-    CoreStepper::<C, f32, K, _>::new(&mut decoder, w).fill_first_inputs(&mut table)?;
-    Ok(Some(table))
+    stepper.fill_first_inputs(&mut table)?;
+    f(stepper.with_first_inputs(&table)?)
 }

@@ -13,8 +13,8 @@ use microgpt::register_decoder::{self, RegisterDecoder};
 use microgpt::simd::{Exact, Simd};
 use microgpt_core::weights_format::Encoding;
 use microgpt_core::{
-    AdamConfig, Config, CoreStepper, Decoder, Dims, Kernels, Names, PyRandom, Sampling, Scalar,
-    Schedule, Stepper, Transposed, Vocab, Weights, preset, presets, with_config,
+    AdamConfig, Config, CoreStepper, Decoder, Dims, Names, PyRandom, Sampling, Scalar, Schedule,
+    Stepper, Transposed, Vocab, preset, presets, with_config,
 };
 
 use microgpt::dataset::Dataset;
@@ -595,30 +595,14 @@ fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) 
     t.refresh::<Simd>(&w);
     let w = w.with_transposed(&t)?;
     if a.fast {
-        exact_or_simd::<C, Simd>(&w, vocab, &mut rng, count, &sampling, prefix, known)
+        first_inputs::with_table::<C, Simd, _>(&w, |stepper| {
+            print_names(stepper, vocab, &mut rng, count, &sampling, prefix, known)
+        })
     } else {
-        exact_or_simd::<C, Exact>(&w, vocab, &mut rng, count, &sampling, prefix, known)
+        first_inputs::with_table::<C, Exact, _>(&w, |stepper| {
+            print_names(stepper, vocab, &mut rng, count, &sampling, prefix, known)
+        })
     }
-}
-
-/// [`print_names`] from the core's decoder with the kernels `K`, with the table of the
-/// first block's inputs where the shape has one.
-fn exact_or_simd<C: Config, K: Kernels<f32>>(
-    w: &Weights<'_, C>,
-    vocab: &Vocab,
-    rng: &mut PyRandom,
-    count: usize,
-    sampling: &Sampling<f32>,
-    prefix: &str,
-    known: Option<&HashSet<&str>>,
-) -> Result<()> {
-    let table = first_inputs::table::<C, K>(w)?;
-    let mut decoder = Decoder::<C>::new();
-    let mut stepper = CoreStepper::<C, f32, K, _>::new(&mut decoder, w);
-    if let Some(table) = &table {
-        stepper = stepper.with_first_inputs(table)?;
-    }
-    print_names(stepper, vocab, rng, count, sampling, prefix, known)
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {

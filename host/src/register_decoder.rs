@@ -266,15 +266,7 @@ impl Stepper for RegisterDecoder {
 
     fn step(&mut self, token: usize) -> Result<(), Error> {
         let (d, pos) = (self.dims, self.pos);
-        if pos >= d.block {
-            return Err(Error::ContextFull { block: d.block });
-        }
-        if token >= d.vocab {
-            return Err(Error::TokenOutOfRange {
-                token,
-                vocab: d.vocab,
-            });
-        }
+        d.check_token(token, pos)?;
         let first = self.first_inputs.get(token * d.block + pos);
         let mut x = match first {
             Some(inputs) => inputs.x,
