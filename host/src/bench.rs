@@ -338,19 +338,25 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     Ok(())
 }
 
+/// Whether the peer `name` can run: python3 imports `module`, and its script is at
+/// `script`. If not, says why it is skipped.
+fn peer_ready(name: &str, module: &str, script: &Path) -> bool {
+    if !python_has(module) {
+        eprintln!(
+            "(python3 has no {module}: the {name} peer is skipped; pip install {module} to time it)"
+        );
+        return false;
+    }
+    if !script.exists() {
+        eprintln!("(the {name} peer is not at {}; skipped)", script.display());
+        return false;
+    }
+    true
+}
+
 /// Times the numpy peer on microgpt's schedule, if python3 has numpy and the peer is there.
 fn numpy_peer(opts: &BenchOptions, simd_ms: f64, row: &mut impl FnMut(&str, String)) -> Result<()> {
-    if !python_has("numpy") {
-        eprintln!(
-            "(python3 has no numpy: the numpy peer is skipped; pip install numpy to time it)"
-        );
-        return Ok(());
-    }
-    if !opts.numpy_peer.exists() {
-        eprintln!(
-            "(the numpy peer is not at {}; skipped)",
-            opts.numpy_peer.display()
-        );
+    if !peer_ready("numpy", "numpy", &opts.numpy_peer) {
         return Ok(());
     }
     let data = opts.data.to_string_lossy();
@@ -374,15 +380,7 @@ fn framework_peer(
     makemore_rate: f64,
     row: &mut impl FnMut(&str, String),
 ) -> Result<()> {
-    if !python_has(module) {
-        eprintln!("(python3 has no {module}: the {name} peer is skipped)");
-        return Ok(());
-    }
-    if !opts.framework_peer.exists() {
-        eprintln!(
-            "(the framework peer is not at {}; the {name} peer is skipped)",
-            opts.framework_peer.display()
-        );
+    if !peer_ready(name, module, &opts.framework_peer) {
         return Ok(());
     }
     let peer = |args: &[&str]| -> Result<(f64, f64, f64)> {
