@@ -61,8 +61,27 @@ pub trait Kernels<F: Float> {
     /// `y[i] += alpha·x[i]`.
     fn axpy(alpha: F, x: &[F], y: &mut [F]);
 
-    /// In-place softmax: `x[i] = exp(x[i] - max) / Σ exp(x[j] - max)`.
-    fn softmax(x: &mut [F]);
+    /// Softmax's numerators, in place: `x[i] = exp(x[i] - max)`.
+    fn softmax_numerators(x: &mut [F]);
+
+    /// Softmax's division, in place: numerators (from [`Kernels::softmax_numerators`])
+    /// become probabilities. Every value must be multiplied by one common factor, each
+    /// product rounded, so that draws from the numerators are draws from the
+    /// probabilities ([`choices_scaled`](crate::python_random::choices_scaled) relies on
+    /// it). The total adds up the numerators from the left.
+    fn normalize(x: &mut [F]) {
+        let total = x.iter().fold(F::ZERO, |t, &v| t + v);
+        let inv = F::ONE / total;
+        x.iter_mut().for_each(|v| *v *= inv);
+    }
+
+    /// In-place softmax: `x[i] = exp(x[i] - max) / Σ exp(x[j] - max)`, which is
+    /// [`Kernels::softmax_numerators`] and then [`Kernels::normalize`]. A kernel that
+    /// fuses the two must give the same bits.
+    fn softmax(x: &mut [F]) {
+        Self::softmax_numerators(x);
+        Self::normalize(x);
+    }
 
     /// [`Kernels::softmax`] of the first `n` values of every `stride` values of `x`.
     /// Rows are independent, and kernels may interleave them; the values past `n` in
@@ -193,17 +212,11 @@ impl<F: Float> Kernels<F> for Scalar {
         }
     }
 
-    fn softmax(x: &mut [F]) {
+    fn softmax_numerators(x: &mut [F]) {
         let max = x
             .iter()
             .fold(F::from_f64(f64::NEG_INFINITY), |m, &v| m.max(v));
-        let mut total = F::ZERO;
-        for v in x.iter_mut() {
-            *v = (*v - max).exp();
-            total += *v;
-        }
-        let inv = F::ONE / total;
-        x.iter_mut().for_each(|v| *v *= inv);
+        x.iter_mut().for_each(|v| *v = (*v - max).exp());
     }
 
     fn rmsnorm(out: &mut [F], x: &[F]) -> F {

@@ -273,28 +273,67 @@ pub fn shuffle<R: Rng + ?Sized, T>(rng: &mut R, x: &mut [T]) {
 /// core whose `f64` arithmetic is a library call, this saves about 3,800 instructions a
 /// token (a fifth of microgpt's on the Cortex-M4F).
 pub fn choices<R: Rng + ?Sized, F: Float>(rng: &mut R, weights: &[F]) -> Result<usize, Error> {
-    let last = weights.len().checked_sub(1).ok_or(Error::NonFinite)?;
     let sums = F32Sums::new(weights);
     // Without the estimate, the f64 total is needed now: it must be checked before the
     // draw, as Python does.
     let total = match sums {
         Some(_) => None,
-        None => {
-            let total = f64_total(weights);
-            if !(total > 0.0 && total.is_finite()) {
-                return Err(Error::NonFinite);
-            }
-            Some(total)
-        }
+        None => Some(f64_checked_total(weights)?),
     };
     let r = random_f64(rng);
     match sums.and_then(|s| s.index(weights, r as f32)) {
         Some(i) => Ok(i),
+        None => f64_draw(weights, total, r),
+    }
+}
+
+/// [`choices`] of the weights that `normalize` makes from `numerators`, in place, by
+/// multiplying each by one common factor, each product rounded (a softmax's division,
+/// [`Kernels::normalize`](crate::Kernels::normalize)).
+///
+/// The index is the same as [`choices`] gives on the weights, and the same random
+/// numbers are drawn, but the draw is found from the numerators' `f32` sums wherever
+/// their bound allows: the common factor does not move the index, and the rounding of
+/// each product is within the bound (see `F32Sums`). Only a draw too close to call
+/// normalizes and makes the `f64` sums. A softmax then skips its division: on microgpt
+/// that is a sum of 27 values, one after the other, a division and 27 products a token.
+pub fn choices_scaled<R: Rng + ?Sized, F: Float>(
+    rng: &mut R,
+    numerators: &mut [F],
+    normalize: impl FnOnce(&mut [F]),
+) -> Result<usize, Error> {
+    let Some(sums) = F32Sums::new(numerators) else {
+        normalize(numerators);
+        return choices(rng, numerators);
+    };
+    let r = random_f64(rng);
+    match sums.index(numerators, r as f32) {
+        Some(i) => Ok(i),
         None => {
-            let total = total.unwrap_or_else(|| f64_total(weights));
-            Ok(f64_index(weights, last, r * total))
+            normalize(numerators);
+            f64_draw(numerators, None, r)
         }
     }
+}
+
+/// Python's total of the weights, where it is positive and finite.
+fn f64_checked_total<F: Float>(weights: &[F]) -> Result<f64, Error> {
+    let total = f64_total(weights);
+    if total > 0.0 && total.is_finite() {
+        Ok(total)
+    } else {
+        Err(Error::NonFinite)
+    }
+}
+
+/// Python's index for its draw `r`, from the `f64` sums; `total` if already made.
+fn f64_draw<F: Float>(weights: &[F], total: Option<f64>, r: f64) -> Result<usize, Error> {
+    let last = weights.len().checked_sub(1).ok_or(Error::NonFinite)?;
+    let total = match total {
+        Some(t) => t,
+        None => f64_checked_total(weights)?,
+    };
+    Ok(f64_index(weights, last, r * total))
 }
 
 /// The sum of the weights in `f64`, left to right: Python's `cum_weights[-1]`.
@@ -322,10 +361,16 @@ fn f64_index<F: Float>(weights: &[F], last: usize, x: f64) -> usize {
 /// sum and `c_i` the `f32` running sum, and `n` the number of weights. The weights are
 /// at least 0, so every sum is at most `S_n`, and recursive summation bounds the error
 /// of each: `|s_i − S_i| ≤ n·2⁻⁵³·S_n`, and, with the rounding of each weight to `f32`,
-/// `|c_i − S_i| ≤ (n + 2)·2⁻²⁴·S_n`. With `S_n ≤ 2·c_n` (for `n` ≤ 1024), each `c_i` is
-/// within `D = (n + 3)·2⁻²³·c_n` of `s_i`. Python's `x = random() · s_n` and the estimate
-/// `xa = f32(random()) · c_n` differ by at most `D + 2⁻²²·c_n`. So wherever `c_i` and
-/// `xa` are more than `M = (n + 4)·2⁻²²·c_n` apart, `s_i > x` exactly when `c_i > xa`.
+/// `|c_i − S_i| ≤ (n + 2)·2⁻²⁴·S_n`.
+///
+/// [`choices_scaled`] sums numerators `e_i` instead of Python's weights `p_i`, each
+/// `k·e_i` rounded. Python's comparison `s_i > random() · s_n` is the same divided by
+/// `k`, and `Σ p_j / k` is within `2⁻²⁴·S_n` of `Σ e_j` (here `S_i` sums the `e_j`). So in
+/// both cases `c_i` is within `(n + 3)·2⁻²⁴·S_n` of `s_i` (or `s_i / k`), plus Python's
+/// rounding. With `S_n ≤ 2·c_n` (for `n` ≤ 1024), that is within `D = (n + 4)·2⁻²³·c_n`.
+/// Python's `x = random() · s_n` and the estimate `xa = f32(random()) · c_n` differ by at
+/// most `D + 2⁻²²·c_n`. So wherever `c_i` and `xa` are more than
+/// `M = 2·D + 2⁻²²·c_n = (n + 5)·2⁻²²·c_n` apart, `s_i > x` exactly when `c_i > xa`.
 /// [`F32Sums::index`] uses twice `M`, which also covers the rounding of its own sums.
 #[derive(Clone, Copy, Debug)]
 struct F32Sums {
@@ -357,7 +402,7 @@ impl F32Sums {
         let fits = ordered && total.is_finite() && total >= tiny;
         fits.then_some(F32Sums {
             total,
-            margin: (n + 4.0) * step * total,
+            margin: (n + 5.0) * step * total,
         })
     }
 
@@ -500,7 +545,8 @@ mod tests {
     /// The `f32` sums give Python's index wherever they give one, on softmaxes of every
     /// spread and on draws placed right at, just below and just above every running
     /// `f64` sum, where only the `f64` sums can tell; and they do give one for almost
-    /// every random draw.
+    /// every random draw. The sums of softmax's numerators give the index of its
+    /// probabilities, as [`choices_scaled`] needs.
     #[test]
     fn f32_sums_never_change_the_index() {
         let exact = |w: &[f32], r: f64| f64_index(w, w.len() - 1, r * f64_total(w));
@@ -511,26 +557,31 @@ mod tests {
             // Logits at a temperature from 0.05 to 2: from one token taking it all to
             // nearly uniform, with subnormal and zero probabilities among them.
             let t = 0.05 + (case % 40) as f64 * 0.05;
-            let mut w = [0f32; 70];
-            for v in &mut w[..n] {
+            let mut e = [0f32; 70];
+            for v in &mut e[..n] {
                 *v = (Gauss::new().sample::<Libm, _>(&mut rng, 0.0, 3.0) / t) as f32;
             }
-            Scalar::softmax(&mut w[..n]);
-            let w = &w[..n];
-            let Some(sums) = F32Sums::new(w) else {
+            Scalar::softmax_numerators(&mut e[..n]);
+            let mut w = e;
+            Scalar::normalize(&mut w[..n]);
+            let (e, w) = (&e[..n], &w[..n]);
+            let (Some(sums), Some(numerator_sums)) = (F32Sums::new(w), F32Sums::new(e)) else {
                 panic!("a softmax must be estimated: {w:?}")
             };
-            let total = f64_total(w);
-            let mut cum = 0.0f64;
-            let mut draws = [random_f64(&mut rng), 0.0, 1.0 - f64::EPSILON / 2.0];
-            for (k, &r) in draws.iter().enumerate() {
-                if let Some(i) = sums.index(w, r as f32) {
-                    assert_eq!(i, exact(w, r), "{w:?} at {r}");
-                    decided += 1;
-                    random_decided += usize::from(k == 0);
+            let mut check = |r: f64, random: bool| {
+                for (sums, summed) in [(sums, w), (numerator_sums, e)] {
+                    if let Some(i) = sums.index(summed, r as f32) {
+                        assert_eq!(i, exact(w, r), "{summed:?} at {r}");
+                        decided += 1;
+                        random_decided += usize::from(random);
+                    }
+                    random_draws += usize::from(random);
                 }
-                random_draws += usize::from(k == 0);
+            };
+            for r in [random_f64(&mut rng), 0.0, 1.0 - f64::EPSILON / 2.0] {
+                check(r, r != 0.0 && r < 1.0 - f64::EPSILON);
             }
+            let (total, mut cum) = (f64_total(w), 0.0f64);
             for &p in w {
                 cum += p as f64;
                 let at = cum / total;
@@ -541,11 +592,7 @@ mod tests {
                     at * (1.0 - 1e-7),
                     at * (1.0 + 1e-7),
                 ] {
-                    draws[0] = r.clamp(0.0, 1.0 - f64::EPSILON / 2.0);
-                    if let Some(i) = sums.index(w, draws[0] as f32) {
-                        assert_eq!(i, exact(w, draws[0]), "{w:?} at {}", draws[0]);
-                        decided += 1;
-                    }
+                    check(r.clamp(0.0, 1.0 - f64::EPSILON / 2.0), false);
                 }
             }
         }
@@ -554,6 +601,47 @@ mod tests {
             random_decided * 100 > random_draws * 99,
             "{random_decided}/{random_draws}"
         );
+    }
+
+    /// `choices_scaled` makes `choices`' draw on the normalized weights, drawing the
+    /// same random numbers, whether the numerators' sums decide it, it is too close to
+    /// call, or the numerators are past the estimate (then normalized first, as the
+    /// error of NaN shows).
+    #[test]
+    fn choices_scaled_is_choices_of_the_normalized_weights() {
+        let mut logits = PyRandom::new(11);
+        let mut close_calls = 0;
+        for case in 0..20_000 {
+            let n = 2 + case % 30;
+            let mut e = [0f32; 32];
+            for v in &mut e[..n] {
+                *v = (Gauss::new().sample::<Libm, _>(&mut logits, 0.0, 2.0)) as f32;
+            }
+            Scalar::softmax_numerators(&mut e[..n]);
+            let mut w = e;
+            Scalar::normalize(&mut w[..n]);
+            let (mut a, mut b) = (PyRandom::new(case as i64), PyRandom::new(case as i64));
+            let mut called = false;
+            let got = choices_scaled(&mut a, &mut e[..n], |x| {
+                called = true;
+                Scalar::normalize(x)
+            });
+            assert_eq!(got, choices(&mut b, &w[..n]));
+            assert_eq!(a.next_u32(), b.next_u32(), "the same draws");
+            if called {
+                assert_eq!(e, w, "normalized in place");
+                close_calls += 1;
+            }
+        }
+        // About one draw in a thousand is too close to call; all were called right.
+        assert!(close_calls > 0 && close_calls < 200, "{close_calls}");
+        let (mut a, mut b) = (PyRandom::new(1), PyRandom::new(1));
+        let mut nan = [f32::NAN, 1.0];
+        assert_eq!(
+            choices_scaled(&mut a, &mut nan, Scalar::normalize),
+            Err(Error::NonFinite)
+        );
+        assert_eq!(a.next_u32(), b.next_u32(), "no draw on an error");
     }
 
     /// Where the estimate does not hold, `choices` still makes Python's choice.

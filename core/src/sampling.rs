@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::float::Float;
 use crate::inference::{Decoder, DecoderWeights, first_inputs_len};
 use crate::kernels::Kernels;
-use crate::python_random::choices;
+use crate::python_random::{choices, choices_scaled};
 use crate::tokenizer::{MAX_TOKENS, Vocab};
 
 /// microgpt's sampling temperature.
@@ -62,7 +62,8 @@ impl<F: Float> Sampling<F> {
 
 /// Draws a token as `sampling` says, with `random.choices` as microgpt does. A
 /// temperature of 0 picks the most likely token (the first of equals). `logits` is
-/// overwritten with the (possibly restricted) probabilities.
+/// scratch: it is left holding softmax's numerators or its (possibly restricted)
+/// probabilities.
 pub fn sample_token<F: Float, K: Kernels<F>, R: Rng + ?Sized>(
     logits: &mut [F],
     sampling: &Sampling<F>,
@@ -79,15 +80,18 @@ pub fn sample_token<F: Float, K: Kernels<F>, R: Rng + ?Sized>(
     }
     let inv = F::ONE / sampling.temperature;
     logits.iter_mut().for_each(|l| *l *= inv);
-    K::softmax(logits);
-    if sampling.restricts(logits.len()) {
-        if logits.len() > MAX_TOKENS {
-            return Err(Error::Usage(
-                "top_k and top_p hold at most MAX_TOKENS tokens",
-            ));
-        }
-        keep_likeliest(logits, sampling.top_k, sampling.top_p);
+    if !sampling.restricts(logits.len()) {
+        // The draw needs the probabilities only when it is too close to call.
+        K::softmax_numerators(logits);
+        return choices_scaled(rng, logits, K::normalize);
     }
+    if logits.len() > MAX_TOKENS {
+        return Err(Error::Usage(
+            "top_k and top_p hold at most MAX_TOKENS tokens",
+        ));
+    }
+    K::softmax(logits);
+    keep_likeliest(logits, sampling.top_k, sampling.top_p);
     choices(rng, logits)
 }
 

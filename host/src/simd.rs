@@ -126,6 +126,14 @@ fn padded(x: &[f32], fill: f32) -> f32x8 {
     f32x8::new(lanes)
 }
 
+/// The first `x.len()` (at most 8) lanes of `v`, stored in `x`: [`padded`]'s inverse.
+#[inline(always)]
+fn unpadded(x: &mut [f32], v: f32x8) {
+    for (x, &v) in x.iter_mut().zip(v.as_array()) {
+        *x = v;
+    }
+}
+
 /// The largest lane.
 #[inline(always)]
 pub(crate) fn hmax(v: f32x8) -> f32 {
@@ -146,9 +154,7 @@ fn softmax_short<const R: usize>(rows: &mut [&mut [f32]; R]) {
     let e: [f32x8; R] = core::array::from_fn(|i| exp(v[i] - f32x8::splat(hmax(v[i]))));
     let p: [f32x8; R] = core::array::from_fn(|i| e[i] * f32x8::splat(1.0 / e[i].reduce_add()));
     for (row, p) in rows.iter_mut().zip(p) {
-        for (x, &p) in row.iter_mut().zip(p.as_array()) {
-            *x = p;
-        }
+        unpadded(row, p);
     }
 }
 
@@ -439,6 +445,41 @@ fn gemm_block<const ADD: bool, const A: usize, const P: usize, const R: usize, V
     }
 }
 
+/// [`Simd`]'s softmax numerators, in place, with the vector `exp` 8 at a time; returns
+/// their totals lane by lane, as [`Simd::normalize`] adds them up, and the last
+/// `x.len() % 8` of them in a register. Lanes past the end are `-inf`, whose `exp` is 0.
+#[inline(always)]
+fn numerators(x: &mut [f32]) -> (f32x8, f32x8) {
+    let split = x.len() - x.len() % 8;
+    let mut maxes = f32x8::splat(f32::NEG_INFINITY);
+    for c in x[..split].chunks_exact(8) {
+        maxes = maxes.fast_max(load(c));
+    }
+    let tail = padded(&x[split..], f32::NEG_INFINITY);
+    let m = f32x8::splat(hmax(maxes.fast_max(tail)));
+    let mut totals = f32x8::ZERO;
+    for c in x[..split].chunks_exact_mut(8) {
+        let e = exp(load(c) - m);
+        totals += e;
+        store(c, e);
+    }
+    let e = exp(tail - m);
+    unpadded(&mut x[split..], e);
+    (totals + e, e)
+}
+
+/// Divides `x` by the sum of the lanes of `totals`, as one product each; `tail` holds
+/// the last `x.len() % 8` values of `x`.
+#[inline(always)]
+fn divide(x: &mut [f32], totals: f32x8, tail: f32x8) {
+    let inv = f32x8::splat(1.0 / totals.reduce_add());
+    let split = x.len() - x.len() % 8;
+    for c in x[..split].chunks_exact_mut(8) {
+        store(c, load(c) * inv);
+    }
+    unpadded(&mut x[split..], tail * inv);
+}
+
 impl Kernels<f32> for Simd {
     const PREFERS_TRANSPOSED: bool = true;
 
@@ -522,34 +563,24 @@ impl Kernels<f32> for Simd {
         }
     }
 
-    /// Softmax with the vector `exp`. Lanes past the end are `-inf`, whose `exp` is 0.
+    fn softmax_numerators(x: &mut [f32]) {
+        numerators(x);
+    }
+
+    fn normalize(x: &mut [f32]) {
+        let split = x.len() - x.len() % 8;
+        let tail = padded(&x[split..], 0.0);
+        let lanes = x[..split]
+            .chunks_exact(8)
+            .fold(f32x8::ZERO, |t, c| t + load(c));
+        divide(x, lanes + tail, tail);
+    }
+
+    /// [`Kernels::softmax_numerators`] and [`Kernels::normalize`] in one pass over the
+    /// numerators, with the same bits: the totals are added up as they are made.
     fn softmax(x: &mut [f32]) {
-        let n = x.len();
-        if n <= 8 {
-            return softmax_short(&mut [x]);
-        }
-        let split = n - n % 8;
-        let mut maxes = f32x8::splat(f32::NEG_INFINITY);
-        for c in x[..split].chunks_exact(8) {
-            maxes = maxes.fast_max(load(c));
-        }
-        let tail = padded(&x[split..], f32::NEG_INFINITY);
-        let m = f32x8::splat(hmax(maxes.fast_max(tail)));
-        let mut total = f32x8::ZERO;
-        for c in x[..split].chunks_exact_mut(8) {
-            let e = exp(load(c) - m);
-            total += e;
-            store(c, e);
-        }
-        let e = exp(tail - m);
-        total += e;
-        let inv = f32x8::splat(1.0 / total.reduce_add());
-        for c in x[..split].chunks_exact_mut(8) {
-            store(c, load(c) * inv);
-        }
-        for (v, &p) in x[split..].iter_mut().zip((e * inv).as_array()) {
-            *v = p;
-        }
+        let (totals, tail) = numerators(x);
+        divide(x, totals, tail);
     }
 
     /// Short rows (attention over up to 8 positions) go four at a time, one register
@@ -740,10 +771,11 @@ impl Kernels<f32> for Exact {
         <Scalar as Kernels<f32>>::axpy(alpha, x, y)
     }
 
-    /// [`Scalar`]'s softmax with the maximum and the exponentials (`exp_libm`) 8 at a
-    /// time; the total is [`Scalar`]'s, left to right. The maximum is the same in any
-    /// order (both ignore NaN; a zero of either sign subtracts to the same exponential).
-    fn softmax(x: &mut [f32]) {
+    /// [`Scalar`]'s numerators with the maximum and the exponentials (`exp_libm`) 8 at
+    /// a time; the division that follows is [`Scalar`]'s, the total left to right. The
+    /// maximum is the same in any order (both ignore NaN; a zero of either sign
+    /// subtracts to the same exponential).
+    fn softmax_numerators(x: &mut [f32]) {
         let mut chunks = x.chunks_exact(8);
         let lanes = (&mut chunks).fold(f32x8::splat(f32::NEG_INFINITY), |m, c| m.max(load(c)));
         let max = (chunks.remainder().iter()).fold(hmax(lanes), |m, &v| Float::max(m, v));
@@ -754,12 +786,8 @@ impl Kernels<f32> for Exact {
         let tail = chunks.into_remainder();
         if !tail.is_empty() {
             // Lanes past the end hold a value in exp_libm's main range, not a slow edge.
-            let e = exp_libm(padded(tail, max - 1.0) - f32x8::splat(max));
-            tail.copy_from_slice(&e.as_array()[..tail.len()]);
+            unpadded(tail, exp_libm(padded(tail, max - 1.0) - f32x8::splat(max)));
         }
-        let total = x.iter().fold(0.0f32, |t, &v| t + v);
-        let inv = 1.0 / total;
-        x.iter_mut().for_each(|v| *v *= inv);
     }
 
     /// Rows of up to 8 values in whole rows of 8 or more, as attention's are, 4 rows at a
@@ -983,8 +1011,12 @@ pub(crate) mod tests {
             let scaled: Vec<f32> = a.iter().map(|x| x * 30.0).collect();
             let (mut p1, mut p2) = (scaled.clone(), scaled);
             <Scalar as Kernels<f32>>::softmax(&mut p1);
+            let mut p3 = p2.clone();
             Simd::softmax(&mut p2);
             assert!(rel(&p2, &p1) < 1e-6, "softmax of {n}");
+            Simd::softmax_numerators(&mut p3);
+            Simd::normalize(&mut p3);
+            assert_eq!(bits(&p3), bits(&p2), "softmax of {n} in two halves");
         }
         // Rows of attention scores: every length up to the context, 1 to 6 rows.
         for n in 1..=16 {
