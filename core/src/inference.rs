@@ -33,6 +33,9 @@ pub trait DecoderWeights<C: Config, F: Float> {
     fn layer(&self, l: usize) -> LayerWeights<Self::Matrix<'_>>;
     /// `out = m · x`, with the kernels `K` where the weights allow.
     fn matvec<K: Kernels<F>>(&self, out: &mut [F], m: Self::Matrix<'_>, x: &[F]);
+    /// [`DecoderWeights::matvec`] of an input that is mostly zeros, with the same bits
+    /// ([`Kernels::matvec_sparse`]).
+    fn matvec_sparse<K: Kernels<F>>(&self, out: &mut [F], m: Self::Matrix<'_>, x: &[F]);
 }
 
 impl<C: Config, F: Float> DecoderWeights<C, F> for Weights<'_, C, F> {
@@ -63,6 +66,10 @@ impl<C: Config, F: Float> DecoderWeights<C, F> for Weights<'_, C, F> {
 
     fn matvec<K: Kernels<F>>(&self, out: &mut [F], m: Matrix<'_, F>, x: &[F]) {
         K::matvec(out, m, x)
+    }
+
+    fn matvec_sparse<K: Kernels<F>>(&self, out: &mut [F], m: Matrix<'_, F>, x: &[F]) {
+        K::matvec_sparse(out, m, x)
     }
 }
 
@@ -256,7 +263,7 @@ impl<C: Config, F: Float> Decoder<C, F> {
             K::rmsnorm(xn, x);
             w.matvec::<K>(h, lw.fc1, xn);
             h.iter_mut().for_each(|v| *v = v.max(F::ZERO));
-            w.matvec::<K>(xn, lw.fc2, h);
+            w.matvec_sparse::<K>(xn, lw.fc2, h);
             x.iter_mut().zip(xn.iter()).for_each(|(x, &o)| *x = o + *x);
         }
         w.matvec::<K>(logits, w.lm_head(), x);

@@ -75,6 +75,22 @@ impl Int8Matrix<'_> {
                 .fold(0.0, |acc, (&q, &x)| acc + weight(q, s) * x);
         }
     }
+
+    /// [`Int8Matrix::matvec`] of an input that is mostly zeros, skipping them, with the
+    /// same bits, as [`Kernels::matvec_sparse`](crate::Kernels::matvec_sparse) does.
+    pub fn matvec_sparse(&self, out: &mut [f32], x: &[f32]) {
+        let rows = self.scales.len().min(out.len());
+        let out = &mut out[..rows];
+        out.fill(0.0);
+        for (k, &xk) in x.iter().enumerate().take(self.cols) {
+            if xk != 0.0 {
+                let rows = self.q.chunks_exact(self.cols).zip(self.scales);
+                for (o, (row, &s)) in out.iter_mut().zip(rows) {
+                    *o += weight(row[k], s) * xk;
+                }
+            }
+        }
+    }
 }
 
 /// A borrowed, checked view of int8 parameters for the model `C`, read in place (from a
@@ -185,5 +201,9 @@ impl<C: Config> DecoderWeights<C, f32> for Int8Weights<'_, C> {
     /// `K`: it is what host and chip share.
     fn matvec<K: Kernels<f32>>(&self, out: &mut [f32], m: Int8Matrix<'_>, x: &[f32]) {
         m.matvec(out, x)
+    }
+
+    fn matvec_sparse<K: Kernels<f32>>(&self, out: &mut [f32], m: Int8Matrix<'_>, x: &[f32]) {
+        m.matvec_sparse(out, x)
     }
 }

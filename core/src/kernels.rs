@@ -124,6 +124,24 @@ pub trait Kernels<F: Float> {
         }
     }
 
+    /// [`Kernels::matvec`] of an input that is mostly zeros, as the MLP's is after its
+    /// relu (60 of microgpt's 64, on average), with the same bits for finite weights, as
+    /// every model's are. The default goes input by input and skips the zeros: a zero
+    /// adds `w·0 = ±0` to each sum, which leaves it as it is, since a sum starts at +0
+    /// and so is never -0. Kernels whose dense product is faster keep it.
+    fn matvec_sparse(out: &mut [F], m: Matrix<'_, F>, x: &[F]) {
+        let rows = m.rows().min(out.len());
+        let out = &mut out[..rows];
+        out.fill(F::ZERO);
+        for (k, &xk) in x.iter().enumerate().take(m.cols) {
+            if xk != F::ZERO {
+                for (o, row) in out.iter_mut().zip(m.w.chunks_exact(m.cols)) {
+                    *o += row[k] * xk;
+                }
+            }
+        }
+    }
+
     /// `out[i] += Σ_o w[o,i]·d[o]`: the transpose product, for backward.
     fn matvec_t_acc(out: &mut [F], w: &[F], d: &[F]) {
         for (row, &g) in w.chunks_exact(out.len()).zip(d) {
@@ -232,6 +250,42 @@ impl<F: Float> Kernels<F> for Scalar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::python_random::PyRandom;
+
+    /// `n` values drawn uniformly from [-1, 1), with `zeros` of them (every third a -0)
+    /// at random places.
+    fn with_zeros(rng: &mut PyRandom, n: usize, zeros: usize) -> [f32; 64] {
+        let mut x = [0.0f32; 64];
+        for v in &mut x[..n] {
+            *v = rng.random() as f32 * 2.0 - 1.0;
+        }
+        for z in 0..zeros {
+            x[z] = if z % 3 == 2 { -0.0 } else { 0.0 };
+        }
+        rng.shuffle(&mut x[..n]);
+        x
+    }
+
+    /// The sparse product is the dense one to the bit, for every share of zeros in the
+    /// input, zeros of both signs among them, and an output longer than the matrix.
+    #[test]
+    fn sparse_product_is_the_dense_ones_bits() {
+        let mut rng = PyRandom::new(5);
+        let (rows, cols) = (7, 40);
+        let w: [f32; 280] = core::array::from_fn(|_| rng.random() as f32 * 2.0 - 1.0);
+        for zeros in [0, 1, 9, 30, 39, 40] {
+            let x = with_zeros(&mut rng, cols, zeros);
+            let (mut dense, mut sparse) = ([f32::NAN; 8], [f32::NAN; 8]);
+            Scalar::matvec(&mut dense, Matrix::new(&w, cols), &x[..cols]);
+            Scalar::matvec_sparse(&mut sparse, Matrix::new(&w, cols), &x[..cols]);
+            assert_eq!(
+                dense.map(f32::to_bits),
+                sparse.map(f32::to_bits),
+                "{zeros} zeros"
+            );
+            assert!(sparse[rows].is_nan(), "past the matrix's rows");
+        }
+    }
 
     #[test]
     fn scalar_kernels_by_hand() {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use microgpt_core::int8::{QMAX, quantize_row};
+use microgpt_core::int8::{Int8Matrix, QMAX, quantize_row};
 use microgpt_core::weights_format::{Encoding, MAGIC_INT8, encoded_len, write_int8};
 use microgpt_core::{
     Config, Decoder, Error, Layout, Micro, Params, PyRandom, Sampling, Scalar, Vocab, WeightFile,
@@ -151,6 +151,42 @@ fn int8_decoder_equals_f32_decoder<C: Config>(names: &[&str]) {
     });
     assert_eq!(on_int8, on_f32);
     assert!(on_int8.iter().any(|n| !n.is_empty()));
+}
+
+/// The int8 product that skips zero inputs is the dense one to the bit, for every share
+/// of zeros, zeros of both signs among them.
+#[test]
+fn sparse_int8_product_is_the_dense_ones_bits() {
+    let mut rng = PyRandom::new(6);
+    let (rows, cols) = (5, 24);
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|_| rng.random() as f32 - 0.5)
+        .collect();
+    let mut q = vec![0i8; rows * cols];
+    let scales: Vec<f32> = (w.chunks(cols).zip(q.chunks_mut(cols)))
+        .map(|(w, q)| quantize_row(w, q))
+        .collect();
+    let m = Int8Matrix {
+        q: &q,
+        scales: &scales,
+        cols,
+    };
+    for zeros in [0, 1, 7, 20, 23, 24] {
+        let mut x: Vec<f32> = (0..cols).map(|_| rng.random() as f32 - 0.5).collect();
+        x[..zeros]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = if i % 2 == 1 { -0.0 } else { 0.0 });
+        rng.shuffle(&mut x);
+        let (mut dense, mut sparse) = ([0f32; 5], [0f32; 5]);
+        m.matvec(&mut dense, &x);
+        m.matvec_sparse(&mut sparse, &x);
+        assert_eq!(
+            dense.map(f32::to_bits),
+            sparse.map(f32::to_bits),
+            "{zeros} zeros"
+        );
+    }
 }
 
 #[test]
