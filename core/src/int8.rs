@@ -77,7 +77,7 @@ impl Int8Matrix<'_> {
     }
 
     /// [`Int8Matrix::matvec`] of an input that is mostly zeros, skipping them, with the
-    /// same bits, as [`Kernels::matvec_sparse`](crate::Kernels::matvec_sparse) does.
+    /// same bits, as [`Kernels::matvec_sparse`] does.
     pub fn matvec_sparse(&self, out: &mut [f32], x: &[f32]) {
         let rows = self.scales.len().min(out.len());
         let out = &mut out[..rows];

@@ -259,8 +259,8 @@ mod tests {
         for v in &mut x[..n] {
             *v = rng.random() as f32 * 2.0 - 1.0;
         }
-        for z in 0..zeros {
-            x[z] = if z % 3 == 2 { -0.0 } else { 0.0 };
+        for (z, v) in x.iter_mut().enumerate().take(zeros) {
+            *v = if z % 3 == 2 { -0.0 } else { 0.0 };
         }
         rng.shuffle(&mut x[..n]);
         x
