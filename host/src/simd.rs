@@ -687,9 +687,8 @@ impl Kernels<f32> for Simd {
         }
     }
 
-    /// The dense product: measured no faster with the zeros skipped.
     fn matvec_sparse(out: &mut [f32], m: Matrix<'_, f32>, x: &[f32]) {
-        Self::matvec(out, m, x)
+        sparse_or_dense::<Self>(out, m, x)
     }
 
     fn matvec(out: &mut [f32], m: Matrix<'_, f32>, x: &[f32]) {
@@ -818,9 +817,8 @@ impl Kernels<f32> for Exact {
         <Scalar as Kernels<f32>>::rmsnorm(out, x)
     }
 
-    /// The dense product: measured no faster with the zeros skipped.
     fn matvec_sparse(out: &mut [f32], m: Matrix<'_, f32>, x: &[f32]) {
-        Self::matvec(out, m, x)
+        sparse_or_dense::<Self>(out, m, x)
     }
 
     fn matvec(out: &mut [f32], m: Matrix<'_, f32>, x: &[f32]) {
@@ -837,6 +835,40 @@ impl Kernels<f32> for Exact {
             .zip(m.w.chunks_exact(m.cols).skip(r))
         {
             *o = <Scalar as Kernels<f32>>::dot(row, x);
+        }
+    }
+}
+
+/// `matvec_sparse` of [`Simd`] and [`Exact`]: [`exact_sparse`] for more than 64 inputs,
+/// else `K`'s dense product. On microgpt's 64 inputs the dense product measured faster
+/// (300,000 exact names in 1.06 s against 1.13 s); on makemore's 256 the sparse one
+/// (20,000 names in 2.00 s against 2.34 s exact, 1.90 s against 2.26 s with `--fast`).
+#[inline(always)]
+fn sparse_or_dense<K: Kernels<f32>>(out: &mut [f32], m: Matrix<'_, f32>, x: &[f32]) {
+    match m.t {
+        Some(t) if x.len() > 64 => exact_sparse(out, t, m.rows(), &x[..m.cols.min(x.len())]),
+        _ => K::matvec(out, m, x),
+    }
+}
+
+/// The product of the transpose `t` (`x.len()` rows of `n_out`) and `x`, input by
+/// input, skipping the zeros, 8 rows at a time, each sum kept in `out`: [`Scalar`]'s
+/// bits (see [`Kernels::matvec_sparse`]).
+#[inline(never)]
+fn exact_sparse(out: &mut [f32], t: &[f32], n_out: usize, x: &[f32]) {
+    let rows = n_out.min(out.len());
+    let split = rows - rows % 8;
+    out[..rows].fill(0.0);
+    for (k, &xk) in x.iter().enumerate() {
+        if xk != 0.0 {
+            let row = &t[k * n_out..][..n_out];
+            let s = f32x8::splat(xk);
+            for (o, w) in out[..split].chunks_exact_mut(8).zip(row.chunks_exact(8)) {
+                store(o, load(o) + load(w) * s);
+            }
+            for (o, &w) in out[split..rows].iter_mut().zip(&row[split..]) {
+                *o += w * xk;
+            }
         }
     }
 }
@@ -952,6 +984,25 @@ pub(crate) mod tests {
             };
             Exact::matvec(&mut got, m, &x);
             assert_eq!(bits(&got), bits(&want), "{rows} x {cols}");
+        }
+        // The MLP's second product, with most of its inputs zero (of both signs), as
+        // relu leaves them: dense for microgpt's 64 inputs, sparse for makemore's 256.
+        for (rows, cols) in [(16, 64), (64, 256), (21, 256)] {
+            let w = random(&mut rng, rows * cols);
+            let t = transpose(&w, cols);
+            let mut x = random(&mut rng, cols);
+            for (i, v) in x.iter_mut().enumerate().filter(|(i, _)| i % 7 != 3) {
+                *v = if i % 2 == 0 { 0.0 } else { -0.0 };
+            }
+            let (mut want, mut got) = (vec![0.0; rows], vec![f32::NAN; rows]);
+            <Scalar as Kernels<f32>>::matvec(&mut want, Matrix::new(&w, cols), &x);
+            let m = Matrix {
+                w: &w,
+                t: Some(&t),
+                cols,
+            };
+            Exact::matvec_sparse(&mut got, m, &x);
+            assert_eq!(bits(&got), bits(&want), "sparse {rows} x {cols}");
         }
     }
 
