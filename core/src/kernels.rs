@@ -68,7 +68,7 @@ pub trait Kernels<F: Float> {
     /// become probabilities. Every value must be multiplied by one common factor, each
     /// product rounded, so that draws from the numerators are draws from the
     /// probabilities ([`choices_scaled`](crate::python_random::choices_scaled) relies on
-    /// it). The total adds up the numerators from the left.
+    /// it). The default adds up the total from the left and multiplies by its inverse.
     fn normalize(x: &mut [F]) {
         let total = x.iter().fold(F::ZERO, |t, &v| t + v);
         let inv = F::ONE / total;

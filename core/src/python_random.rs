@@ -578,8 +578,9 @@ mod tests {
                     random_draws += usize::from(random);
                 }
             };
-            for r in [random_f64(&mut rng), 0.0, 1.0 - f64::EPSILON / 2.0] {
-                check(r, r != 0.0 && r < 1.0 - f64::EPSILON);
+            let draws = [random_f64(&mut rng), 0.0, 1.0 - f64::EPSILON / 2.0];
+            for (k, r) in draws.into_iter().enumerate() {
+                check(r, k == 0);
             }
             let (total, mut cum) = (f64_total(w), 0.0f64);
             for &p in w {
