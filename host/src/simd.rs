@@ -962,8 +962,8 @@ pub(crate) mod tests {
         // The last three are the MLP's second product, with most inputs zero (of both
         // signs), as relu leaves them: dense for microgpt's 64 inputs, skipping the
         // zeros for makemore's 256.
-        let sparse = [(16, 64), (64, 256), (21, 256)].map(|(r, c)| (r, c, true));
-        let dense = [
+        let sparse_shapes = [(16, 64), (64, 256), (21, 256)].map(|(r, c)| (r, c, true));
+        let dense_shapes = [
             (16, 16),
             (64, 16),
             (16, 64),
@@ -977,7 +977,7 @@ pub(crate) mod tests {
             (120, 8),
         ]
         .map(|(r, c)| (r, c, false));
-        for (rows, cols, sparse) in dense.into_iter().chain(sparse) {
+        for (rows, cols, sparse) in dense_shapes.into_iter().chain(sparse_shapes) {
             let w = random(&mut rng, rows * cols);
             let mut x = random(&mut rng, cols);
             for (i, v) in x
