@@ -450,22 +450,39 @@ fn gemm_block<const ADD: bool, const A: usize, const P: usize, const R: usize, V
 /// `x.len() % 8` of them in a register. Lanes past the end are `-inf`, whose `exp` is 0.
 #[inline(always)]
 fn numerators(x: &mut [f32]) -> (f32x8, f32x8) {
-    let split = x.len() - x.len() % 8;
-    let mut maxes = f32x8::splat(f32::NEG_INFINITY);
-    for c in x[..split].chunks_exact(8) {
-        maxes = maxes.fast_max(load(c));
+    let [sums] = numerators_of(&mut [x]);
+    sums
+}
+
+/// [`numerators`] of `R` rows of one length, phase by phase, so that the rows'
+/// chains of dependent operations (the maximum, the exponentials, the total) overlap.
+/// Each row gets the bits it gets alone.
+#[inline(always)]
+fn numerators_of<const R: usize>(rows: &mut [&mut [f32]; R]) -> [(f32x8, f32x8); R] {
+    let n = rows[0].len();
+    assert!(rows.iter().all(|r| r.len() == n), "rows of one length");
+    let split = n - n % 8;
+    let mut maxes = [f32x8::splat(f32::NEG_INFINITY); R];
+    for c in (0..split).step_by(8) {
+        for (m, row) in maxes.iter_mut().zip(rows.iter()) {
+            *m = m.fast_max(load(&row[c..]));
+        }
     }
-    let tail = padded(&x[split..], f32::NEG_INFINITY);
-    let m = f32x8::splat(hmax(maxes.fast_max(tail)));
-    let mut totals = f32x8::ZERO;
-    for c in x[..split].chunks_exact_mut(8) {
-        let e = exp(load(c) - m);
-        totals += e;
-        store(c, e);
+    let tails: [f32x8; R] = core::array::from_fn(|i| padded(&rows[i][split..], f32::NEG_INFINITY));
+    let m: [f32x8; R] = core::array::from_fn(|i| f32x8::splat(hmax(maxes[i].fast_max(tails[i]))));
+    let mut totals = [f32x8::ZERO; R];
+    for c in (0..split).step_by(8) {
+        for ((total, row), &m) in totals.iter_mut().zip(rows.iter_mut()).zip(&m) {
+            let e = exp(load(&row[c..]) - m);
+            *total += e;
+            store(&mut row[c..], e);
+        }
     }
-    let e = exp(tail - m);
-    unpadded(&mut x[split..], e);
-    (totals + e, e)
+    core::array::from_fn(|i| {
+        let e = exp(tails[i] - m[i]);
+        unpadded(&mut rows[i][split..], e);
+        (totals[i] + e, e)
+    })
 }
 
 /// Divides `x` by the sum of the lanes of `totals`, as one product each; `tail` holds
@@ -583,15 +600,29 @@ impl Kernels<f32> for Simd {
         divide(x, totals, tail);
     }
 
-    /// Short rows (attention over up to 8 positions) go four at a time, one register
-    /// each, so that their dependency chains overlap.
+    /// Rows go four at a time, so that their dependency chains overlap; short ones
+    /// (attention over up to 8 positions) one register each.
     fn softmax_rows(x: &mut [f32], stride: usize, n: usize) {
         if n > 8 {
-            x.chunks_mut(stride).for_each(|row| {
+            let mut rows = x.chunks_mut(stride).map(|row| {
                 let n = n.min(row.len());
-                Self::softmax(&mut row[..n])
+                &mut row[..n]
             });
-            return;
+            loop {
+                match (rows.next(), rows.next(), rows.next(), rows.next()) {
+                    (Some(a), Some(b), Some(c), Some(d)) if d.len() == a.len() => {
+                        let mut four = [a, b, c, d];
+                        let sums = numerators_of(&mut four);
+                        for (row, (totals, tail)) in four.into_iter().zip(sums) {
+                            divide(row, totals, tail);
+                        }
+                    }
+                    (a, b, c, d) => {
+                        [a, b, c, d].into_iter().flatten().for_each(Self::softmax);
+                        return;
+                    }
+                }
+            }
         }
         if stride >= 8 && x.len().is_multiple_of(stride) {
             // Whole rows of 8 or more: load 8 lanes and mask the ones past `n`, with no
@@ -1093,6 +1124,23 @@ pub(crate) mod tests {
                         "softmax_rows of {rows} rows of {n}"
                     );
                 }
+            }
+        }
+        // Rows of more than 8 go four at a time, each with the bits it gets alone; the
+        // last row of `x` may be cut short.
+        for (stride, n) in [(16, 9), (16, 16), (27, 27), (32, 27)] {
+            for rows in 1..=9 {
+                let x: Vec<f32> = random(&mut rng, rows * stride - 2)
+                    .into_iter()
+                    .map(|v| v * 8.0)
+                    .collect();
+                let (mut want, mut got) = (x.clone(), x);
+                for row in want.chunks_mut(stride) {
+                    let n = n.min(row.len());
+                    Simd::softmax(&mut row[..n]);
+                }
+                Simd::softmax_rows(&mut got, stride, n);
+                assert_eq!(bits(&got), bits(&want), "{rows} rows of {n} in {stride}");
             }
         }
         // Far below the maximum, exp underflows to 0, never to NaN.
