@@ -262,7 +262,7 @@ impl<C: Config, F: Float> Decoder<C, F> {
             // MLP block.
             K::rmsnorm(xn, x);
             w.matvec::<K>(h, lw.fc1, xn);
-            h.iter_mut().for_each(|v| *v = v.max(F::ZERO));
+            K::relu_forward(h);
             w.matvec_sparse::<K>(xn, lw.fc2, h);
             x.iter_mut().zip(xn.iter()).for_each(|(x, &o)| *x = o + *x);
         }

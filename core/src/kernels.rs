@@ -98,6 +98,22 @@ pub trait Kernels<F: Float> {
     /// ([`crate::ops::rmsnorm_recompute`]) instead of keeping it.
     fn rmsnorm(out: &mut [F], x: &[F]) -> F;
 
+    /// `x = max(x, 0)` in place: `x` itself where `0 > x` is false (so `-0` and NaN
+    /// stay).
+    fn relu_forward(x: &mut [F]) {
+        x.iter_mut().for_each(|v| *v = v.max(F::ZERO));
+    }
+
+    /// `da = 0` where `a <= 0`, else `da`: the backward of
+    /// [`relu_forward`](Kernels::relu_forward), whose output is `a`.
+    fn relu_backward(da: &mut [F], a: &[F]) {
+        for (d, &a) in da.iter_mut().zip(a) {
+            if a <= F::ZERO {
+                *d = F::ZERO;
+            }
+        }
+    }
+
     /// One Adam step over a block of parameters (see [`AdamStep`]).
     fn adam(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], s: &AdamStep<F>) {
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {

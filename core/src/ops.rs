@@ -85,22 +85,6 @@ pub fn rmsnorm_backward<F: Float, K: Kernels<F>>(
     }
 }
 
-/// `x = max(x, 0)` in place.
-#[inline]
-pub fn relu_forward<F: Float>(x: &mut [F]) {
-    x.iter_mut().for_each(|v| *v = v.max(F::ZERO));
-}
-
-/// `da *= (a > 0)`, where `a` is the output of [`relu_forward`].
-#[inline]
-pub fn relu_backward<F: Float>(da: &mut [F], a: &[F]) {
-    for (d, &a) in da.iter_mut().zip(a) {
-        if a <= F::ZERO {
-            *d = F::ZERO;
-        }
-    }
-}
-
 /// The residual connection `out += x`. Its backward is the identity: the gradient of
 /// `out` flows to `x` unchanged.
 #[inline]

@@ -234,7 +234,7 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
         let ln2 = &mut a.scratch[..r * e];
         rmsnorm_forward::<F, K>(ln2, la.s2, la.xmid, e);
         K::matmul_forward(la.a, ln2, lw.fc1);
-        relu_forward(la.a);
+        K::relu_forward(la.a);
         K::matmul_forward(a.resid, la.a, lw.fc2);
         dropout_forward(a.resid, dropout.rate, dropout.seed_of(l, 1));
         residual_forward(a.resid, la.xmid);
@@ -319,7 +319,7 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
         };
         da.fill(F::ZERO);
         K::matmul_backward(da, &mut grads[g.fc2], dmlp, la.a, lw.fc2);
-        relu_backward(da, la.a);
+        K::relu_backward(da, la.a);
         dln.fill(F::ZERO);
         K::matmul_backward(dln, &mut grads[g.fc1], da, ln2, lw.fc1);
         rmsnorm_backward::<F, K>(a.dres, dln, la.xmid, la.s2, e);
