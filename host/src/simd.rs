@@ -670,7 +670,8 @@ impl Kernels<f32> for Simd {
         relu_forward(x);
     }
 
-    /// 8 lanes at a time, storing every value, as [`relu_forward`] does.
+    /// 8 lanes at a time, storing every value (a store only where the gradient
+    /// becomes 0 would be a masked vector store, as for the forward).
     fn relu_backward(da: &mut [f32], a: &[f32]) {
         let split = da.len().min(a.len()) / 8 * 8;
         for (d, a) in da[..split].chunks_exact_mut(8).zip(a.chunks_exact(8)) {
