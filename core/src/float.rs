@@ -212,10 +212,14 @@ pub const fn finite_bits(bits: u32) -> bool {
     bits & 0x7f80_0000 != 0x7f80_0000
 }
 
-/// Whether every value is finite, in one pass with no early exit, which compilers turn
-/// into vector compares: cheap enough to check every gradient of every step.
+/// Whether every value is finite, in one pass with no early exit: the largest exponent
+/// field must not be all ones. Compilers turn the maximum into a vector `and` and
+/// `max` per register (a fold of `bool`s packed each compare to bytes, 4 times slower),
+/// cheap enough to check every gradient of every step.
 pub fn all_finite(x: &[f32]) -> bool {
-    x.iter().fold(true, |ok, v| ok & finite_bits(v.to_bits()))
+    const EXPONENT: u32 = 0x7f80_0000;
+    let largest = x.iter().fold(0, |m: u32, v| m.max(v.to_bits() & EXPONENT));
+    finite_bits(largest)
 }
 
 #[cfg(test)]
