@@ -172,6 +172,29 @@ fn softmax_masked<const R: usize>(x: &mut [f32], offsets: [usize; R], live: f32x
     }
 }
 
+/// The walk of [`Simd::softmax_rows`] over the first `n` values of every `stride` of
+/// `x`: `four` rows at a time while four of one length follow (only the last row may be
+/// cut short), then the rest `one` at a time.
+#[inline(always)]
+fn rows_in_fours<'a>(
+    x: &'a mut [f32],
+    stride: usize,
+    n: usize,
+    mut four: impl FnMut([&'a mut [f32]; 4]),
+    one: impl FnMut(&'a mut [f32]),
+) {
+    let mut rows = x.chunks_mut(stride).map(|row| {
+        let n = n.min(row.len());
+        &mut row[..n]
+    });
+    loop {
+        match (rows.next(), rows.next(), rows.next(), rows.next()) {
+            (Some(a), Some(b), Some(c), Some(d)) if d.len() == a.len() => four([a, b, c, d]),
+            (a, b, c, d) => return [a, b, c, d].into_iter().flatten().for_each(one),
+        }
+    }
+}
+
 /// The walk of both kernels' masked softmaxes over the whole rows of `stride` of `x`:
 /// `four` rows at a time (their offsets), then the rest `one` at a time, each with the
 /// mask of the first `n` lanes.
@@ -616,25 +639,13 @@ impl Kernels<f32> for Simd {
     /// (attention over up to 8 positions) one register each.
     fn softmax_rows(x: &mut [f32], stride: usize, n: usize) {
         if n > 8 {
-            let mut rows = x.chunks_mut(stride).map(|row| {
-                let n = n.min(row.len());
-                &mut row[..n]
-            });
-            loop {
-                match (rows.next(), rows.next(), rows.next(), rows.next()) {
-                    (Some(a), Some(b), Some(c), Some(d)) if d.len() == a.len() => {
-                        let mut four = [a, b, c, d];
-                        let sums = numerators_of(&mut four);
-                        for (row, (totals, tail)) in four.into_iter().zip(sums) {
-                            divide(row, totals, tail);
-                        }
-                    }
-                    (a, b, c, d) => {
-                        [a, b, c, d].into_iter().flatten().for_each(Self::softmax);
-                        return;
-                    }
+            let four = |mut four: [&mut [f32]; 4]| {
+                let sums = numerators_of(&mut four);
+                for (row, (totals, tail)) in four.into_iter().zip(sums) {
+                    divide(row, totals, tail);
                 }
-            }
+            };
+            return rows_in_fours(x, stride, n, four, Self::softmax);
         }
         if stride >= 8 && x.len().is_multiple_of(stride) {
             // Whole rows of 8 or more: load 8 lanes and mask the ones past `n`, with no
@@ -642,21 +653,13 @@ impl Kernels<f32> for Simd {
             masked_rows(x, stride, n, softmax_masked::<4>, softmax_masked::<1>);
             return;
         }
-        let mut rows = x.chunks_mut(stride).map(|row| {
-            let n = n.min(row.len());
-            &mut row[..n]
-        });
-        loop {
-            match (rows.next(), rows.next(), rows.next(), rows.next()) {
-                (Some(a), Some(b), Some(c), Some(d)) => softmax_short(&mut [a, b, c, d]),
-                (a, b, c, _) => {
-                    for row in [a, b, c].into_iter().flatten() {
-                        softmax_short(&mut [row]);
-                    }
-                    return;
-                }
-            }
-        }
+        rows_in_fours(
+            x,
+            stride,
+            n,
+            |mut four| softmax_short(&mut four),
+            |row| softmax_short(&mut [row]),
+        );
     }
 
     fn rmsnorm(out: &mut [f32], x: &[f32]) -> f32 {
@@ -1156,9 +1159,9 @@ pub(crate) mod tests {
                 }
             }
         }
-        // Rows of more than 8 go four at a time, each with the bits it gets alone; the
-        // last row of `x` may be cut short.
-        for (stride, n) in [(16, 9), (16, 16), (27, 27), (32, 27)] {
+        // Rows go four at a time, each with the bits it gets alone; the last row of `x`
+        // may be cut short. Short rows too, where they are not whole rows of 8 or more.
+        for (stride, n) in [(16, 9), (16, 16), (27, 27), (32, 27), (16, 5), (6, 6)] {
             for rows in 1..=9 {
                 let x: Vec<f32> = random(&mut rng, rows * stride - 2)
                     .into_iter()
