@@ -92,14 +92,22 @@ fn columns<const N: usize>(w: &[f32], scale: f32) -> [f32x16; N] {
     core::array::from_fn(|i| column(w, N, i, Some) * f32x16::splat(scale))
 }
 
-/// `Σ_i cols[i]·x[i]`, in 4 partial sums.
+/// `Σ_i cols[i]·x[i]`, in 4 partial sums: sum `j` takes the terms `i ≡ j (mod 4)`.
+///
+/// The loop walks 4 terms at a time with the sums as named locals. Indexed by `i % 4`
+/// instead, they stay in memory when LLVM does not unroll the loop (it does not at 64
+/// terms), and every multiply-add then waits on a store.
 #[inline(always)]
 fn product<const N: usize>(cols: &[f32x16; N], x: &[f32; N]) -> f32x16 {
-    let mut acc = [f32x16::ZERO; 4];
-    for (i, (c, &x)) in cols.iter().zip(x).enumerate() {
-        acc[i % 4] = c.mul_add(f32x16::splat(x), acc[i % 4]);
+    const { assert!(N % 4 == 0) };
+    let [mut a, mut b, mut c, mut d] = [f32x16::ZERO; 4];
+    for (w, x) in cols.chunks_exact(4).zip(x.chunks_exact(4)) {
+        a = w[0].mul_add(f32x16::splat(x[0]), a);
+        b = w[1].mul_add(f32x16::splat(x[1]), b);
+        c = w[2].mul_add(f32x16::splat(x[2]), c);
+        d = w[3].mul_add(f32x16::splat(x[3]), d);
     }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
+    (a + b) + (c + d)
 }
 
 /// microgpt's rmsnorm of one register.
@@ -298,15 +306,18 @@ impl Stepper for RegisterDecoder {
             x += product(&w.wo, &(y / total).to_array());
             // MLP block.
             let xn = rmsnorm(x).to_array();
-            let mut h = [[f32x16::ZERO; MLP / E]; 2];
-            for (i, (c, &xi)) in w.fc1.iter().zip(&xn).enumerate() {
-                let xi = f32x16::splat(xi);
-                for (h, c) in h[i % 2].iter_mut().zip(c) {
-                    *h = c.mul_add(xi, *h);
+            // Two partial sums, the even columns and the odd, as named locals (see
+            // `product`).
+            let [mut even, mut odd] = [[f32x16::ZERO; MLP / E]; 2];
+            for (c, x) in w.fc1.chunks_exact(2).zip(xn.chunks_exact(2)) {
+                let (x0, x1) = (f32x16::splat(x[0]), f32x16::splat(x[1]));
+                for r in 0..MLP / E {
+                    even[r] = c[0][r].mul_add(x0, even[r]);
+                    odd[r] = c[1][r].mul_add(x1, odd[r]);
                 }
             }
             let mut hidden = [0.0; MLP];
-            for (c, (a, b)) in h[0].iter().zip(&h[1]).enumerate() {
+            for (c, (a, b)) in even.iter().zip(&odd).enumerate() {
                 hidden[c * E..][..E].copy_from_slice((*a + *b).max(f32x16::ZERO).as_array());
             }
             x += product(&w.fc2, &hidden);
