@@ -38,6 +38,22 @@ fn softmax(c: &mut Criterion) {
     }
 }
 
+/// The softmaxes of training: a position's 4 heads of attention (rows of 16, the first
+/// `n` live) and a batch's logits (112 rows of 27).
+fn softmax_rows(c: &mut Criterion) {
+    let mut rng = PyRandom::new(1);
+    for (rows, stride, n) in [(4, 16, 5), (4, 16, 12), (112, 27, 27)] {
+        let x = random(&mut rng, rows * stride);
+        let mut y = x.clone();
+        c.bench_function(&format!("softmax rows {rows}x{n} of {stride} simd"), |b| {
+            b.iter(|| {
+                y.copy_from_slice(&x);
+                Simd::softmax_rows(black_box(&mut y), stride, n)
+            })
+        });
+    }
+}
+
 /// One forward and backward product of a batch through an MLP's first matrix: 112
 /// rows (16 names) of micro's 16 → 64, and 224 rows (32 names) of makemore's 64 → 256.
 fn products(c: &mut Criterion) {
@@ -92,5 +108,5 @@ fn product(c: &mut Criterion, (rows, n_in, n_out): (usize, usize, usize)) {
     );
 }
 
-criterion_group!(benches, softmax, products);
+criterion_group!(benches, softmax, softmax_rows, products);
 criterion_main!(benches);

@@ -318,7 +318,8 @@ impl Stepper for RegisterDecoder {
             }
             let mut hidden = [0.0; MLP];
             for (c, (a, b)) in even.iter().zip(&odd).enumerate() {
-                hidden[c * E..][..E].copy_from_slice((*a + *b).max(f32x16::ZERO).as_array());
+                // `maxps(x, 0)`: a NaN becomes 0, as with `max`.
+                hidden[c * E..][..E].copy_from_slice((*a + *b).fast_max(f32x16::ZERO).as_array());
             }
             x += product(&w.fc2, &hidden);
         }

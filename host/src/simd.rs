@@ -44,7 +44,9 @@ macro_rules! cephes_exp {
     ($name:ident, $f:ty, $i:ty) => {
         #[inline(always)]
         pub(crate) fn $name(x: $f) -> $f {
-            let xc = x.max(<$f>::splat(-86.0)).min(<$f>::splat(88.0));
+            // `maxps` takes its second operand where the first is NaN, so a NaN becomes
+            // -86 as with `max`, without `max`'s test of the constant for NaN.
+            let xc = x.fast_max(<$f>::splat(-86.0)).fast_min(<$f>::splat(88.0));
             let n = (xc * <$f>::splat(std::f32::consts::LOG2_E)).round();
             // ln 2 in two parts, so that r = x - n·ln 2 keeps its low bits.
             let r = n.mul_neg_add(<$f>::splat(0.693_359_4), xc);
@@ -134,17 +136,19 @@ fn unpadded(x: &mut [f32], v: f32x8) {
     }
 }
 
-/// The largest lane.
+/// The largest lane, NaN lanes left out as a fold of `f32::max` leaves them out (`-inf`
+/// where every lane is NaN, where the fold gives NaN: either way `x - max` is NaN for
+/// each lane `x` that is NaN or `-inf`, the lanes a softmax has then).
+///
+/// The NaNs become `-inf` first, so that plain `maxps` can take the halves: `f32::max`
+/// checks each operand for NaN, three instructions a step.
 #[inline(always)]
 pub(crate) fn hmax(v: f32x8) -> f32 {
-    let a = v.to_array();
-    let m = [
-        a[0].max(a[4]),
-        a[1].max(a[5]),
-        a[2].max(a[6]),
-        a[3].max(a[7]),
-    ];
-    m[0].max(m[2]).max(m[1].max(m[3]))
+    let v = v.is_nan().select(f32x8::splat(f32::NEG_INFINITY), v);
+    let [lo, hi]: [f32x4; 2] = bytemuck::cast(v);
+    let m = lo.fast_max(hi).to_array();
+    let max = |a: f32, b: f32| if a > b { a } else { b };
+    max(max(m[0], m[2]), max(m[1], m[3]))
 }
 
 /// Softmax of `R` rows of up to 8 values, each in one register, phase by phase.
@@ -158,17 +162,37 @@ fn softmax_short<const R: usize>(rows: &mut [&mut [f32]; R]) {
     }
 }
 
-/// Softmax of the `live` lanes of `R` registers loaded from `x` at `offsets`, phase by
-/// phase; the other lanes are stored as 0.
+/// Softmax of the `live` lanes of `R` rows of `W` registers each, loaded from `x` at
+/// `offsets`, phase by phase; the other lanes are stored as 0. [`numerators`] and
+/// [`divide`] of the live lanes make the same bits: the same maximum, exponentials and
+/// total, each row's registers added from the first.
 #[inline(always)]
-fn softmax_masked<const R: usize>(x: &mut [f32], offsets: [usize; R], live: f32x8) {
-    let v: [f32x8; R] = core::array::from_fn(|i| {
-        live.select(load(&x[offsets[i]..]), f32x8::splat(f32::NEG_INFINITY))
+fn softmax_masked<const R: usize, const W: usize>(
+    x: &mut [f32],
+    offsets: [usize; R],
+    live: [f32x8; W],
+) {
+    let v: [[f32x8; W]; R] = core::array::from_fn(|i| {
+        core::array::from_fn(|w| {
+            live[w].select(
+                load(&x[offsets[i] + 8 * w..]),
+                f32x8::splat(f32::NEG_INFINITY),
+            )
+        })
     });
-    let e: [f32x8; R] = core::array::from_fn(|i| exp(v[i] - f32x8::splat(hmax(v[i]))));
-    let p: [f32x8; R] = core::array::from_fn(|i| e[i] * f32x8::splat(1.0 / e[i].reduce_add()));
-    for (&o, p) in offsets.iter().zip(p) {
-        store(&mut x[o..], p);
+    let m: [f32x8; R] = core::array::from_fn(|i| {
+        let max = v[i][1..].iter().fold(v[i][0], |m, &v| m.fast_max(v));
+        f32x8::splat(hmax(max))
+    });
+    let e: [[f32x8; W]; R] = core::array::from_fn(|i| v[i].map(|v| exp(v - m[i])));
+    let inv: [f32x8; R] = core::array::from_fn(|i| {
+        let total = e[i][1..].iter().fold(e[i][0], |t, &e| t + e);
+        f32x8::splat(1.0 / total.reduce_add())
+    });
+    for ((&o, e), inv) in offsets.iter().zip(e).zip(inv) {
+        for (w, e) in e.into_iter().enumerate() {
+            store(&mut x[o + 8 * w..], e * inv);
+        }
     }
 }
 
@@ -195,18 +219,21 @@ fn rows_in_fours<'a>(
     }
 }
 
-/// The walk of both kernels' masked softmaxes over the whole rows of `stride` of `x`:
-/// `four` rows at a time (their offsets), then the rest `one` at a time, each with the
-/// mask of the first `n` lanes.
+/// The walk of both kernels' masked softmaxes over the whole rows of `stride` (at least
+/// `8·W`) of `x`: `four` rows at a time (their offsets), then the rest `one` at a time,
+/// each with the mask of the first `n` lanes of `W` registers.
 #[inline(always)]
-fn masked_rows(
+fn masked_rows<const W: usize>(
     x: &mut [f32],
     stride: usize,
     n: usize,
-    mut four: impl FnMut(&mut [f32], [usize; 4], f32x8),
-    mut one: impl FnMut(&mut [f32], [usize; 1], f32x8),
+    mut four: impl FnMut(&mut [f32], [usize; 4], [f32x8; W]),
+    mut one: impl FnMut(&mut [f32], [usize; 1], [f32x8; W]),
 ) {
-    let live = f32x8::new([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]).simd_lt(f32x8::splat(n as f32));
+    let lanes = f32x8::new([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+    let live = core::array::from_fn(|w| {
+        (lanes + f32x8::splat(8.0 * w as f32)).simd_lt(f32x8::splat(n as f32))
+    });
     let rows = x.len() / stride;
     let mut r = 0;
     while r + 4 <= rows {
@@ -635,9 +662,16 @@ impl Kernels<f32> for Simd {
         divide(x, totals, tail);
     }
 
-    /// Rows go four at a time, so that their dependency chains overlap; short ones
-    /// (attention over up to 8 positions) one register each.
+    /// Rows go four at a time, so that their dependency chains overlap. Rows of up to
+    /// 16 (attention) take one or two registers each, loaded whole and masked when the
+    /// rest of each row is there as scratch.
     fn softmax_rows(x: &mut [f32], stride: usize, n: usize) {
+        let whole = x.len().is_multiple_of(stride);
+        if whole && stride >= 16 && (9..16).contains(&n) {
+            // 16 itself goes below: no lane to mask, and no tail to pad.
+            masked_rows(x, stride, n, softmax_masked::<4, 2>, softmax_masked::<1, 2>);
+            return;
+        }
         if n > 8 {
             let four = |mut four: [&mut [f32]; 4]| {
                 let sums = numerators_of(&mut four);
@@ -647,10 +681,10 @@ impl Kernels<f32> for Simd {
             };
             return rows_in_fours(x, stride, n, four, Self::softmax);
         }
-        if stride >= 8 && x.len().is_multiple_of(stride) {
+        if whole && stride >= 8 {
             // Whole rows of 8 or more: load 8 lanes and mask the ones past `n`, with no
             // copying and no branches (the rest of a row is scratch).
-            masked_rows(x, stride, n, softmax_masked::<4>, softmax_masked::<1>);
+            masked_rows(x, stride, n, softmax_masked::<4, 1>, softmax_masked::<1, 1>);
             return;
         }
         rows_in_fours(
@@ -872,8 +906,8 @@ impl Kernels<f32> for Exact {
             x,
             stride,
             n,
-            |x, rows, live| softmax_exact_masked::<4>(x, rows, n, live),
-            |x, rows, live| softmax_exact_masked::<1>(x, rows, n, live),
+            |x, rows, [live]| softmax_exact_masked::<4>(x, rows, n, live),
+            |x, rows, [live]| softmax_exact_masked::<1>(x, rows, n, live),
         );
     }
 
@@ -1159,13 +1193,27 @@ pub(crate) mod tests {
                 }
             }
         }
-        // Rows go four at a time, each with the bits it gets alone; the last row of `x`
-        // may be cut short. Short rows too, where they are not whole rows of 8 or more.
-        for (stride, n) in [(16, 9), (16, 16), (27, 27), (32, 27), (16, 5), (6, 6)] {
-            for rows in 1..=9 {
-                let x: Vec<f32> = random(&mut rng, rows * stride - 2)
+        // Rows go four at a time, each with the bits it gets alone: whole rows (loaded
+        // masked where they are up to 16 in rows of 16 or more), and rows of which the
+        // last is cut short; short rows too, where they are not whole rows of 8 or more.
+        // Some values are infinite, NaN or zeros of either sign.
+        let odd = [
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            0.0,
+            -0.0,
+        ];
+        let shapes = (1..=16)
+            .map(|n| (16, n))
+            .chain([(27, 27), (32, 27), (32, 12), (6, 6)]);
+        for (stride, n) in shapes {
+            for (rows, cut) in (1..=9).flat_map(|r| [(r, 0), (r, 2)]) {
+                let x: Vec<f32> = random(&mut rng, rows * stride - cut)
                     .into_iter()
-                    .map(|v| v * 8.0)
+                    .enumerate()
+                    .map(|(i, v)| if i % 23 == 5 { odd[i % 6] } else { v * 8.0 })
                     .collect();
                 let (mut want, mut got) = (x.clone(), x);
                 for row in want.chunks_mut(stride) {
@@ -1173,7 +1221,14 @@ pub(crate) mod tests {
                     Simd::softmax(&mut row[..n]);
                 }
                 Simd::softmax_rows(&mut got, stride, n);
-                assert_eq!(bits(&got), bits(&want), "{rows} rows of {n} in {stride}");
+                for (r, (got, want)) in got.chunks(stride).zip(want.chunks(stride)).enumerate() {
+                    let n = n.min(got.len());
+                    assert_eq!(
+                        bits(&got[..n]),
+                        bits(&want[..n]),
+                        "row {r} of {rows} rows of {n} in {stride}, {cut} cut"
+                    );
+                }
             }
         }
         // Far below the maximum, exp underflows to 0, never to NaN.
@@ -1301,6 +1356,26 @@ pub(crate) mod tests {
             <Scalar as Kernels<f32>>::transpose(&mut a, &src, cols);
             Simd::transpose(&mut b, &src, cols);
             assert_eq!(a, b, "{rows}x{cols}");
+        }
+    }
+
+    /// `hmax` is the fold of `f32::max` over the lanes, NaN lanes left out (`-inf` when
+    /// all are NaN), whatever lanes hold the NaNs and the largest value.
+    #[test]
+    fn hmax_leaves_nan_out() {
+        let mut rng = PyRandom::new(9);
+        for case in 0..2000 {
+            let lanes: [f32; 8] = core::array::from_fn(|l| match (case + l * 7) % 13 {
+                0 => f32::NAN,
+                1 => -f32::NAN,
+                2 if case % 3 == 0 => f32::INFINITY,
+                3 => f32::NEG_INFINITY,
+                _ => rng.random() as f32 * 4.0 - 2.0,
+            });
+            let lanes = if case % 50 == 0 { [f32::NAN; 8] } else { lanes };
+            let want = lanes.iter().fold(f32::NAN, |m, &x| m.max(x));
+            let want = if want.is_nan() { f32::NEG_INFINITY } else { want };
+            assert_eq!(hmax(f32x8::new(lanes)), want, "{lanes:?}");
         }
     }
 
