@@ -99,7 +99,7 @@ fn columns<const N: usize>(w: &[f32], scale: f32) -> [f32x16; N] {
 /// terms), and every multiply-add then waits on a store.
 #[inline(always)]
 fn product<const N: usize>(cols: &[f32x16; N], x: &[f32; N]) -> f32x16 {
-    const { assert!(N % 4 == 0) };
+    const { assert!(N.is_multiple_of(4)) };
     let [mut a, mut b, mut c, mut d] = [f32x16::ZERO; 4];
     for (w, x) in cols.chunks_exact(4).zip(x.chunks_exact(4)) {
         a = w[0].mul_add(f32x16::splat(x[0]), a);
