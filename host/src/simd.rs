@@ -149,9 +149,9 @@ fn unpadded(x: &mut [f32], v: f32x8) {
     }
 }
 
-/// The largest lane, NaN lanes left out as a fold of `f32::max` leaves them out (`-inf`
-/// where every lane is NaN, where the fold gives NaN: either way `x - max` is NaN for
-/// each lane `x` that is NaN or `-inf`, the lanes a softmax has then).
+/// The largest lane, leaving NaN lanes out as a fold of `f32::max` does. Where every
+/// lane is NaN it gives `-inf` and the fold NaN; a softmax gets the same bits from
+/// either, as `x - max` is then NaN for each of its lanes, NaN or `-inf`.
 ///
 /// The NaNs become `-inf` first, so that plain `maxps` can take the halves: `f32::max`
 /// checks each operand for NaN, three instructions a step.
