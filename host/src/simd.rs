@@ -258,36 +258,51 @@ fn masked_rows<const W: usize>(
     }
 }
 
-/// [`Scalar`]'s softmax of the first `n` (at most 8) values of `R` rows of `x` at
-/// `offsets`, to the bit: each row in a register, masked by `live`, the rows' steps
+/// [`Scalar`]'s softmax of the first `n` (at most `8·W`) values of `R` rows of `x` at
+/// `offsets`, to the bit: each row in `W` registers, masked by `live`, the rows' steps
 /// interleaved so that their latencies overlap. The maximum of the live lanes equals the
 /// scalar fold's (a zero's sign, which the two may pick differently, changes no
 /// `x - max`'s exponential); the totals add up the lanes from the left. A row with a NaN
 /// is the scalar kernel's. The lanes past `n` are scratch, and are overwritten.
 #[inline(always)]
-fn softmax_exact_masked<const R: usize>(x: &mut [f32], offsets: [usize; R], n: usize, live: f32x8) {
-    let v: [f32x8; R] = core::array::from_fn(|i| {
-        live.select(load(&x[offsets[i]..]), f32x8::splat(f32::NEG_INFINITY))
+fn softmax_exact_masked<const R: usize, const W: usize>(
+    x: &mut [f32],
+    offsets: [usize; R],
+    n: usize,
+    live: [f32x8; W],
+) {
+    let v: [[f32x8; W]; R] = core::array::from_fn(|i| {
+        core::array::from_fn(|w| {
+            live[w].select(
+                load(&x[offsets[i] + 8 * w..]),
+                f32x8::splat(f32::NEG_INFINITY),
+            )
+        })
     });
-    if v.iter().any(|v| v.simd_ne(*v).any()) {
+    if v.iter().flatten().any(|v| v.simd_ne(*v).any()) {
         for &o in &offsets {
             <Scalar as Kernels<f32>>::softmax(&mut x[o..o + n]);
         }
         return;
     }
     // Past `n`, a value in exp_libm's main range, not a slow edge.
-    let e: [[f32; 8]; R] = core::array::from_fn(|i| {
-        let shifted = live.select(v[i] - f32x8::splat(hmax(v[i])), f32x8::splat(-1.0));
-        exp_libm(shifted).to_array()
+    let e: [[[f32; 8]; W]; R] = core::array::from_fn(|i| {
+        let max = f32x8::splat(hmax(v[i][1..].iter().fold(v[i][0], |m, &v| m.fast_max(v))));
+        core::array::from_fn(|w| {
+            let shifted = live[w].select(v[i][w] - max, f32x8::splat(-1.0));
+            exp_libm(shifted).to_array()
+        })
     });
     let mut totals = [0.0f32; R];
     for j in 0..n {
         for (t, e) in totals.iter_mut().zip(&e) {
-            *t += e[j];
+            *t += e[j / 8][j % 8];
         }
     }
     for ((&o, e), t) in offsets.iter().zip(e).zip(totals) {
-        store(&mut x[o..], f32x8::new(e) * f32x8::splat(1.0 / t));
+        for (w, e) in e.into_iter().enumerate() {
+            store(&mut x[o + 8 * w..], f32x8::new(e) * f32x8::splat(1.0 / t));
+        }
     }
 }
 
@@ -905,23 +920,33 @@ impl Kernels<f32> for Exact {
         }
     }
 
-    /// Rows of up to 8 values in whole rows of 8 or more, as attention's are, 4 rows at a
-    /// time (`softmax_exact_masked`); other rows one by one.
+    /// Rows of up to 16 values in whole rows, as attention's are, 4 rows at a time
+    /// (`softmax_exact_masked`, in one register a row up to 8 values, else two); other
+    /// rows one by one.
     fn softmax_rows(x: &mut [f32], stride: usize, n: usize) {
-        if n > 8 || stride < 8 || !x.len().is_multiple_of(stride) {
+        let whole = x.len().is_multiple_of(stride);
+        if whole && stride >= 8 && n <= 8 {
+            masked_rows(
+                x,
+                stride,
+                n,
+                |x, rows, live| softmax_exact_masked::<4, 1>(x, rows, n, live),
+                |x, rows, live| softmax_exact_masked::<1, 1>(x, rows, n, live),
+            );
+        } else if whole && stride >= 16 && n <= 16 {
+            masked_rows(
+                x,
+                stride,
+                n,
+                |x, rows, live| softmax_exact_masked::<4, 2>(x, rows, n, live),
+                |x, rows, live| softmax_exact_masked::<1, 2>(x, rows, n, live),
+            );
+        } else {
             for row in x.chunks_mut(stride) {
                 let n = n.min(row.len());
                 Self::softmax(&mut row[..n]);
             }
-            return;
         }
-        masked_rows(
-            x,
-            stride,
-            n,
-            |x, rows, [live]| softmax_exact_masked::<4>(x, rows, n, live),
-            |x, rows, [live]| softmax_exact_masked::<1>(x, rows, n, live),
-        );
     }
 
     fn rmsnorm(out: &mut [f32], x: &[f32]) -> f32 {
