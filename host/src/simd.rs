@@ -691,8 +691,8 @@ impl Kernels<f32> for Simd {
     }
 
     /// Rows go four at a time, so that their dependency chains overlap. Rows of up to
-    /// 16 (attention) take one or two registers each, loaded whole and masked when the
-    /// rest of each row is there as scratch.
+    /// 15 values (attention's) take one or two registers each, loaded whole and masked,
+    /// when the rest of each row is there as scratch.
     fn softmax_rows(x: &mut [f32], stride: usize, n: usize) {
         let whole = x.len().is_multiple_of(stride);
         if whole && stride >= 16 && (9..16).contains(&n) {
