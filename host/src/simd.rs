@@ -175,6 +175,32 @@ fn softmax_short<const R: usize>(rows: &mut [&mut [f32]; R]) {
     }
 }
 
+/// `R` rows of `W` registers loaded from `x` at `offsets`, `-inf` in the lanes that are
+/// not `live`.
+#[inline(always)]
+fn rows_masked<const R: usize, const W: usize>(
+    x: &[f32],
+    offsets: [usize; R],
+    live: [f32x8; W],
+) -> [[f32x8; W]; R] {
+    core::array::from_fn(|i| {
+        core::array::from_fn(|w| {
+            live[w].select(
+                load(&x[offsets[i] + 8 * w..]),
+                f32x8::splat(f32::NEG_INFINITY),
+            )
+        })
+    })
+}
+
+/// The largest lane of a row's registers: [`hmax`] of their lane-wise `maxps`, from the
+/// first register on, as [`numerators`] takes it. Without NaN that is the row's
+/// largest value; a NaN in a later register hides its lane of the earlier ones.
+#[inline(always)]
+fn row_max<const W: usize>(v: &[f32x8; W]) -> f32 {
+    hmax(v[1..].iter().fold(v[0], |m, &v| m.fast_max(v)))
+}
+
 /// Softmax of the `live` lanes of `R` rows of `W` registers each, loaded from `x` at
 /// `offsets`, phase by phase; the other lanes are stored as 0. [`numerators`] and
 /// [`divide`] of the live lanes make the same bits: the same maximum, exponentials and
@@ -185,18 +211,8 @@ fn softmax_masked<const R: usize, const W: usize>(
     offsets: [usize; R],
     live: [f32x8; W],
 ) {
-    let v: [[f32x8; W]; R] = core::array::from_fn(|i| {
-        core::array::from_fn(|w| {
-            live[w].select(
-                load(&x[offsets[i] + 8 * w..]),
-                f32x8::splat(f32::NEG_INFINITY),
-            )
-        })
-    });
-    let m: [f32x8; R] = core::array::from_fn(|i| {
-        let max = v[i][1..].iter().fold(v[i][0], |m, &v| m.fast_max(v));
-        f32x8::splat(hmax(max))
-    });
+    let v = rows_masked(x, offsets, live);
+    let m: [f32x8; R] = core::array::from_fn(|i| f32x8::splat(row_max(&v[i])));
     let e: [[f32x8; W]; R] = core::array::from_fn(|i| v[i].map(|v| exp(v - m[i])));
     let inv: [f32x8; R] = core::array::from_fn(|i| {
         let total = e[i][1..].iter().fold(e[i][0], |t, &e| t + e);
@@ -271,14 +287,7 @@ fn softmax_exact_masked<const R: usize, const W: usize>(
     n: usize,
     live: [f32x8; W],
 ) {
-    let v: [[f32x8; W]; R] = core::array::from_fn(|i| {
-        core::array::from_fn(|w| {
-            live[w].select(
-                load(&x[offsets[i] + 8 * w..]),
-                f32x8::splat(f32::NEG_INFINITY),
-            )
-        })
-    });
+    let v = rows_masked(x, offsets, live);
     if v.iter().flatten().any(|v| v.simd_ne(*v).any()) {
         for &o in &offsets {
             <Scalar as Kernels<f32>>::softmax(&mut x[o..o + n]);
@@ -287,7 +296,7 @@ fn softmax_exact_masked<const R: usize, const W: usize>(
     }
     // Past `n`, a value in exp_libm's main range, not a slow edge.
     let e: [[[f32; 8]; W]; R] = core::array::from_fn(|i| {
-        let max = f32x8::splat(hmax(v[i][1..].iter().fold(v[i][0], |m, &v| m.fast_max(v))));
+        let max = f32x8::splat(row_max(&v[i]));
         core::array::from_fn(|w| {
             let shifted = live[w].select(v[i][w] - max, f32x8::splat(-1.0));
             exp_libm(shifted).to_array()
