@@ -53,6 +53,35 @@ fn threads_label(threads: usize) -> String {
     format!("{threads} thread{}", if threads > 1 { "s" } else { "" })
 }
 
+/// The machine the figures come from, for the table: the CPU as `/proc/cpuinfo` names it
+/// (with its family and model, which tell generations apart where the name does not),
+/// the cores, and the vector instructions this build was compiled for.
+fn machine() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_owned())
+        })
+    };
+    let cpu = match (field("model name"), field("cpu family"), field("model")) {
+        (Some(name), Some(family), Some(model)) => {
+            format!("{name} (family {family}, model {model})")
+        }
+        (Some(name), ..) => name,
+        _ => "a CPU that /proc/cpuinfo does not name".to_owned(),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let vectors = if cfg!(target_feature = "avx512f") {
+        "AVX-512"
+    } else if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
+        "AVX2 and FMA"
+    } else {
+        "128-bit lanes"
+    };
+    format!("{cpu}, {cores} cores; this build's vectors: {vectors}")
+}
+
 /// Trains `warmup` and then `steps` steps of `batch` names on `threads` threads from
 /// microgpt's start (seed 42), and returns the seconds and the rows (predicted tokens)
 /// of the `steps`. The warm-up steps are not timed: they pay once for what a long run
@@ -210,6 +239,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         rows.push((what.to_owned(), value));
     };
 
+    row("machine", machine());
     let simd_ms = median_of(r, || Ok(train_run::<Micro, Simd>(&data, 0, 1000, 1, 1)?.0))? * 1e3;
     row(
         "microgpt's schedule (1000 steps, 1 name per step, 1 thread), SIMD kernels",

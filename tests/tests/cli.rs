@@ -622,6 +622,7 @@ fn bench_keeps_its_figures_when_a_peer_fails() {
         stdout.starts_with("| benchmark | this machine |"),
         "{stdout}"
     );
+    assert!(stdout.contains("| machine | "), "{stdout}");
     assert!(stdout.contains("| microgpt's schedule"), "{stdout}");
     assert!(
         stdout.contains("| makemore, batch 32, 2 threads"),
