@@ -996,23 +996,38 @@ fn sparse_or_dense<K: Kernels<f32>>(out: &mut [f32], m: Matrix<'_, f32>, x: &[f3
     }
 }
 
-/// The product of the transpose `t` (`x.len()` rows of `n_out`) and `x`, input by
-/// input, skipping the zeros, 8 rows at a time, each sum kept in `out`: [`Scalar`]'s
-/// bits (see [`Kernels::matvec_sparse`]).
+/// The product of the transpose `t` (`x.len()` rows of `n_out`) and `x`, skipping the
+/// zeros: [`Scalar`]'s bits (see [`Kernels::matvec_sparse`]). The inputs that are not
+/// zero are listed first, with no branch for each: which of relu's outputs are zero is
+/// a coin toss that the branch predictor loses. Then each register of 8 rows adds their
+/// products, in order, in a register.
 #[inline(never)]
 fn exact_sparse(out: &mut [f32], t: &[f32], n_out: usize, x: &[f32]) {
+    const BLOCK: usize = 256;
     let rows = n_out.min(out.len());
     let split = rows - rows % 8;
     out[..rows].fill(0.0);
-    for (k, &xk) in x.iter().enumerate() {
-        if xk != 0.0 {
-            let row = &t[k * n_out..][..n_out];
-            let s = f32x8::splat(xk);
-            for (o, w) in out[..split].chunks_exact_mut(8).zip(row.chunks_exact(8)) {
-                store(o, load(o) + load(w) * s);
+    let mut listed = [0u32; BLOCK];
+    for (b, xb) in x.chunks(BLOCK).enumerate() {
+        let mut n = 0;
+        for (k, &xk) in xb.iter().enumerate() {
+            // `n ≤ k`: the slot is in bounds, and a zero's is taken by the next input.
+            listed[n] = (b * BLOCK + k) as u32;
+            n += usize::from(xk != 0.0);
+        }
+        let listed = &listed[..n];
+        for c in (0..split).step_by(8) {
+            let mut acc = load(&out[c..]);
+            for &k in listed {
+                let k = k as usize;
+                acc += load(&t[k * n_out + c..]) * f32x8::splat(x[k]);
             }
-            for (o, &w) in out[split..rows].iter_mut().zip(&row[split..]) {
-                *o += w * xk;
+            store(&mut out[c..], acc);
+        }
+        for (r, o) in out[split..rows].iter_mut().enumerate() {
+            for &k in listed {
+                let k = k as usize;
+                *o += t[k * n_out + split + r] * x[k];
             }
         }
     }
