@@ -1119,10 +1119,11 @@ pub(crate) mod tests {
     #[test]
     fn exact_products_are_the_scalar_bits() {
         let mut rng = PyRandom::new(11);
-        // The last three are the MLP's second product, with most inputs zero (of both
-        // signs), as relu leaves them: dense for microgpt's 64 inputs, skipping the
-        // zeros for makemore's 256.
-        let sparse_shapes = [(16, 64), (64, 256), (21, 256)].map(|(r, c)| (r, c, true));
+        // These are the MLP's second product, with most inputs zero (of both signs), as
+        // relu leaves them: dense for microgpt's 64 inputs, skipping the zeros for
+        // makemore's 256 and, in two blocks of the list, `large`'s 384.
+        let sparse_shapes =
+            [(16, 64), (64, 256), (21, 256), (96, 384), (13, 300)].map(|(r, c)| (r, c, true));
         let dense_shapes = [
             (16, 16),
             (64, 16),
