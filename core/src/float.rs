@@ -206,10 +206,13 @@ impl<F: Float> Math<F> for Libm {
     }
 }
 
+/// The exponent field of an `f32`'s bits.
+const EXPONENT: u32 = 0x7f80_0000;
+
 /// Whether the bits of an `f32` are a finite number: not NaN, not an infinity (whose
 /// exponent bits are all ones).
 pub const fn finite_bits(bits: u32) -> bool {
-    bits & 0x7f80_0000 != 0x7f80_0000
+    bits & EXPONENT != EXPONENT
 }
 
 /// Whether every value is finite, in one pass with no early exit: the largest exponent
@@ -217,7 +220,6 @@ pub const fn finite_bits(bits: u32) -> bool {
 /// register, cheap enough to check every gradient of every step (a fold of `bool`s,
 /// which packed each comparison into bytes, was slower).
 pub fn all_finite(x: &[f32]) -> bool {
-    const EXPONENT: u32 = 0x7f80_0000;
     let largest = x.iter().fold(0, |m: u32, v| m.max(v.to_bits() & EXPONENT));
     finite_bits(largest)
 }
