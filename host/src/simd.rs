@@ -933,23 +933,21 @@ impl Kernels<f32> for Exact {
     /// (`softmax_exact_masked`, in one register a row up to 8 values, else two); other
     /// rows one by one.
     fn softmax_rows(x: &mut [f32], stride: usize, n: usize) {
+        /// The rows in `W` registers each, 4 at a time, then one by one.
+        fn in_registers<const W: usize>(x: &mut [f32], stride: usize, n: usize) {
+            masked_rows(
+                x,
+                stride,
+                n,
+                |x, rows, live| softmax_exact_masked::<4, W>(x, rows, n, live),
+                |x, rows, live| softmax_exact_masked::<1, W>(x, rows, n, live),
+            );
+        }
         let whole = x.len().is_multiple_of(stride);
         if whole && stride >= 8 && n <= 8 {
-            masked_rows(
-                x,
-                stride,
-                n,
-                |x, rows, live| softmax_exact_masked::<4, 1>(x, rows, n, live),
-                |x, rows, live| softmax_exact_masked::<1, 1>(x, rows, n, live),
-            );
+            in_registers::<1>(x, stride, n);
         } else if whole && stride >= 16 && n <= 16 {
-            masked_rows(
-                x,
-                stride,
-                n,
-                |x, rows, live| softmax_exact_masked::<4, 2>(x, rows, n, live),
-                |x, rows, live| softmax_exact_masked::<1, 2>(x, rows, n, live),
-            );
+            in_registers::<2>(x, stride, n);
         } else {
             for row in x.chunks_mut(stride) {
                 let n = n.min(row.len());
