@@ -120,11 +120,13 @@ impl<C: Config, F: Float> Decoder<C, F> {
             .unwrap_or(&[])
     }
 
+    /// Where the logits of the last step begin in the buffer.
+    const LOGITS: usize = C::DIMS.decoder_len() - 2 * C::DIMS.vocab;
+
     /// The logits of the last step and the copy kept of the first, for weights of
     /// the shape `d`: the last two regions of the buffer.
     fn logits_and_first(&mut self, d: Dims) -> (&mut [F], &mut [F]) {
-        let start = C::DIMS.decoder_len() - 2 * C::DIMS.vocab;
-        let (logits, first) = self.buf.as_mut()[start..].split_at_mut(C::DIMS.vocab);
+        let (logits, first) = self.buf.as_mut()[Self::LOGITS..].split_at_mut(C::DIMS.vocab);
         (&mut logits[..d.vocab], &mut first[..d.vocab])
     }
 
@@ -138,6 +140,52 @@ impl<C: Config, F: Float> Decoder<C, F> {
     pub(crate) fn keep_first(&mut self, d: Dims) {
         let (logits, first) = self.logits_and_first(d);
         first.copy_from_slice(logits);
+    }
+
+    /// Writes what the last step left for the steps after it to `state`
+    /// ([`step_state_len`] values for weights of the shape `d`): its key and value in
+    /// every layer, then the logits, for [`Decoder::replay_step`].
+    pub fn save_step(&self, d: Dims, state: &mut [F]) -> Result<(), Error> {
+        if self.pos == 0 {
+            return Err(Error::Usage("no step to save"));
+        }
+        if state.len() != step_state_len(&d) {
+            return Err(Error::Usage("a step's state has another size"));
+        }
+        let (e, at, buf) = (d.embd, (self.pos - 1) * d.embd, self.buf.as_ref());
+        let (kv, logits) = state.split_at_mut(2 * d.layers * e);
+        let cache = d.layers * d.block * e;
+        for (l, kv) in kv.chunks_exact_mut(2 * e).enumerate() {
+            let (k, v) = kv.split_at_mut(e);
+            k.copy_from_slice(&buf[l * d.block * e + at..][..e]);
+            v.copy_from_slice(&buf[cache + l * d.block * e + at..][..e]);
+        }
+        logits.copy_from_slice(&buf[Self::LOGITS..][..d.vocab]);
+        Ok(())
+    }
+
+    /// Takes `state`, which [`Decoder::save_step`] wrote after the step at this
+    /// position of the same tokens, as that step: the cache and the logits it would
+    /// leave, with none of its work. The work vectors, such as
+    /// [`Decoder::attention`], keep what the last step made.
+    pub fn replay_step(&mut self, d: Dims, state: &[F]) -> Result<(), Error> {
+        if self.pos >= d.block {
+            return Err(Error::ContextFull { block: d.block });
+        }
+        if state.len() != step_state_len(&d) {
+            return Err(Error::Usage("a step's state has another size"));
+        }
+        let (e, at) = (d.embd, self.pos * d.embd);
+        let (kv, logits) = state.split_at(2 * d.layers * e);
+        let cache = d.layers * d.block * e;
+        for (l, kv) in kv.chunks_exact(2 * e).enumerate() {
+            let (k, v) = kv.split_at(e);
+            self.buf.as_mut()[l * d.block * e + at..][..e].copy_from_slice(k);
+            self.buf.as_mut()[cache + l * d.block * e + at..][..e].copy_from_slice(v);
+        }
+        self.last_logits(d).copy_from_slice(logits);
+        self.pos += 1;
+        Ok(())
     }
 
     /// Goes back to the state right after the first step, whose key and value are still
@@ -270,6 +318,12 @@ impl<C: Config, F: Float> Decoder<C, F> {
         self.pos += 1;
         Ok(logits)
     }
+}
+
+/// The values of one step's state for [`Decoder::save_step`]: a key and a value of
+/// `embd` in each of `layers`, then `vocab` logits.
+pub const fn step_state_len(d: &Dims) -> usize {
+    2 * d.layers * d.embd + d.vocab
 }
 
 /// The values of one token and position in a table of [`Decoder::first_inputs`]: token

@@ -105,14 +105,14 @@ pub use batch::{Batch, Row};
 pub use config::{Buffer, Config, Dims, Elem};
 pub use error::Error;
 pub use float::{Float, Libm, Math, all_finite, finite_bits};
-pub use inference::{Decoder, DecoderWeights, first_inputs_len};
+pub use inference::{Decoder, DecoderWeights, first_inputs_len, step_state_len};
 pub use int8::{Int8Matrix, Int8Weights};
 pub use kernels::{Kernels, Matrix, Scalar};
 pub use params::{LayerTensor, LayerWeights, Layout, Params, Tensor, Transposed, Weights};
 pub use python_random::PyRandom;
 pub use registry::*;
 pub use sampling::{
-    CoreStepper, DEFAULT_TEMPERATURE, Names, Sampling, Stepper, generate, sample_token,
+    CoreStepper, DEFAULT_TEMPERATURE, Names, Replay, Sampling, Stepper, generate, sample_token,
 };
 pub use tokenizer::Vocab;
 pub use train::{Acts, Dropout, Trainer, backward, forward, forward_train};

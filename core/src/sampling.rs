@@ -8,7 +8,7 @@ use rand_core::Rng;
 use crate::config::{Config, Dims};
 use crate::error::Error;
 use crate::float::Float;
-use crate::inference::{Decoder, DecoderWeights, first_inputs_len};
+use crate::inference::{Decoder, DecoderWeights, first_inputs_len, step_state_len};
 use crate::kernels::Kernels;
 use crate::python_random::{choices, choices_scaled};
 use crate::tokenizer::{MAX_TOKENS, Vocab};
@@ -171,6 +171,23 @@ pub trait Stepper {
     ) -> Result<usize, Error>;
 }
 
+/// A [`Stepper`] whose steps can be kept and made again by a copy: what a step leaves
+/// for the steps after it (its position's keys and values, and the logits) is a state
+/// of [`state_len`](Replay::state_len) values.
+///
+/// After the same tokens, a step leaves the same state, so a host that keeps the
+/// states of the prefixes that names share replays them instead of stepping again,
+/// with the same bits.
+pub trait Replay: Stepper {
+    /// Values of a step's state.
+    fn state_len(&self) -> usize;
+    /// Writes the state that the last step left to `state`.
+    fn save(&self, state: &mut [Self::F]) -> Result<(), Error>;
+    /// Takes `state`, saved after a step at this position that followed the same
+    /// tokens, as this position's step.
+    fn replay(&mut self, state: &[Self::F]) -> Result<(), Error>;
+}
+
 /// The core's [`Decoder`] over `weights`, with the kernels `K`, as a [`Stepper`].
 ///
 /// The weights and the decoder are borrowed for its lifetime, so nothing can change them
@@ -272,6 +289,22 @@ impl<C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> Stepper
     ) -> Result<usize, Error> {
         let dims = self.weights.dims();
         sample_token::<F, K, R>(self.decoder.last_logits(dims), sampling, rng)
+    }
+}
+
+impl<C: Config, F: Float, K: Kernels<F>, W: DecoderWeights<C, F>> Replay
+    for CoreStepper<'_, C, F, K, W>
+{
+    fn state_len(&self) -> usize {
+        step_state_len(&self.weights.dims())
+    }
+
+    fn save(&self, state: &mut [F]) -> Result<(), Error> {
+        self.decoder.save_step(self.weights.dims(), state)
+    }
+
+    fn replay(&mut self, state: &[F]) -> Result<(), Error> {
+        self.decoder.replay_step(self.weights.dims(), state)
     }
 }
 

@@ -6,6 +6,7 @@ use common::*;
 use microgpt_core::{
     Acts, Batch, Config, CoreStepper, Decoder, Error, Kernels, Micro, Names, Params, PyRandom,
     Sampling, Scalar, Stepper, backward, first_inputs_len, forward, generate, sample_token,
+    step_state_len,
 };
 
 microgpt_core::config! {
@@ -186,6 +187,63 @@ fn first_inputs_give_the_same_logits<C: Config>() {
 fn first_inputs_from_a_table_give_the_same_logits() {
     first_inputs_give_the_same_logits::<Micro>();
     first_inputs_give_the_same_logits::<Tiny>();
+}
+
+/// A step replayed from the state that `save_step` kept leaves the very cache and
+/// logits of the step it replaces: the state saved after it is the same, and so are
+/// the logits of every step after it. Misuse is refused.
+fn replayed_steps_are_the_steps<C: Config>() {
+    let vocab = vocab_of(&NAMES);
+    let mut params: Box<Params<C>> = bytemuck::zeroed_box();
+    params.init(vocab.len(), &mut PyRandom::new(8)).unwrap();
+    let w = params.weights();
+    let (d, n) = (w.dims(), step_state_len(&w.dims()));
+    let mut rng = PyRandom::new(6);
+    let tokens: Vec<usize> = (0..d.block)
+        .map(|_| microgpt_core::python_random::randbelow(&mut rng, vocab.len() as u64) as usize)
+        .collect();
+    // Each position's logits and state, stepped.
+    let mut a = Decoder::<C>::new();
+    let (mut logits, mut states) = (Vec::new(), vec![vec![0.0; n]; d.block]);
+    for (&t, state) in tokens.iter().zip(&mut states) {
+        logits.push(a.step::<Scalar>(&w, t).unwrap().to_vec());
+        a.save_step(d, state).unwrap();
+    }
+    // The first `replayed` steps after position 0 replayed, the others stepped.
+    for replayed in 0..d.block {
+        let mut b = Decoder::<C>::new();
+        let mut state = vec![0.0; n];
+        b.step::<Scalar>(&w, tokens[0]).unwrap();
+        for pos in 1..d.block {
+            if pos <= replayed {
+                b.replay_step(d, &states[pos]).unwrap();
+                b.save_step(d, &mut state).unwrap();
+                assert_eq!(state, states[pos], "{}: replayed at {pos}", C::NAME);
+            } else {
+                let got = b.step::<Scalar>(&w, tokens[pos]).unwrap();
+                assert_eq!(got, &logits[pos][..], "{}: {pos} after {replayed}", C::NAME);
+            }
+        }
+        assert_eq!(
+            b.replay_step(d, &states[1]),
+            Err(Error::ContextFull { block: d.block })
+        );
+    }
+    let mut fresh = Decoder::<C>::new();
+    let mut state = vec![0.0; n];
+    assert_eq!(
+        fresh.save_step(d, &mut state),
+        Err(Error::Usage("no step to save"))
+    );
+    assert!(fresh.replay_step(d, &state[1..]).is_err());
+    fresh.step::<Scalar>(&w, 0).unwrap();
+    assert!(fresh.save_step(d, &mut state[1..]).is_err());
+}
+
+#[test]
+fn replayed_steps_leave_the_same_bits() {
+    replayed_steps_are_the_steps::<Micro>();
+    replayed_steps_are_the_steps::<Tiny>();
 }
 
 #[test]

@@ -18,6 +18,7 @@ use crate::dataset::{Dataset, split};
 use crate::first_inputs;
 use crate::model_file::{WeightBytes, params_of};
 use crate::parallel::ParallelTrainer;
+use crate::prefix_cache::PrefixCache;
 use crate::register_decoder::RegisterDecoder;
 use crate::simd::{Exact, Simd};
 use crate::training::{Checkpoint, CheckpointPolicy, write_checkpoint};
@@ -123,14 +124,14 @@ fn train_run<C: Config, K: Kernels<f32>>(
 }
 
 /// Tokens per second of one sampling stream with kernels `K` (and the transposed
-/// weights when they use them), over `names` names, and the tokens a name; with the
-/// table of the first block's inputs if `table`, as `sample` keeps it (the firmware
-/// has none).
+/// weights when they use them), over `names` names, and the tokens a name; `as_sample`
+/// looks up the first block's inputs in a table and replays the steps of shared
+/// prefixes, as `sample` does (the firmware does neither).
 fn sample_rate<K: Kernels<f32>>(
     params: &Params<Micro>,
     vocab: &Vocab,
     names: usize,
-    table: bool,
+    as_sample: bool,
 ) -> Result<(f64, f64)> {
     let mut t: Box<Transposed<Micro>> = bytemuck::zeroed_box();
     t.refresh::<K>(&params.weights());
@@ -139,8 +140,10 @@ fn sample_rate<K: Kernels<f32>>(
     } else {
         params.weights()
     };
-    if table {
-        return first_inputs::with_table::<Micro, K, _>(&w, |s| stepper_rate(s, vocab, names));
+    if as_sample {
+        return first_inputs::with_table::<Micro, K, _>(&w, |s| {
+            stepper_rate(PrefixCache::new(s), vocab, names)
+        });
     }
     let mut decoder = Decoder::<Micro>::new();
     stepper_rate(
@@ -150,8 +153,15 @@ fn sample_rate<K: Kernels<f32>>(
     )
 }
 
-/// [`sample_rate`] for the register decoder of `sample --fast`.
+/// [`sample_rate`] for the register decoder of `sample --fast`, which replays the steps
+/// of shared prefixes.
 fn register_rate(params: &Params<Micro>, vocab: &Vocab, names: usize) -> Result<(f64, f64)> {
+    let decoder = RegisterDecoder::new(&params.weights())?;
+    stepper_rate(PrefixCache::new(decoder), vocab, names)
+}
+
+/// [`register_rate`] with every step made: what a step of the decoder costs.
+fn register_step_rate(params: &Params<Micro>, vocab: &Vocab, names: usize) -> Result<(f64, f64)> {
     stepper_rate(RegisterDecoder::new(&params.weights())?, vocab, names)
 }
 
@@ -283,6 +293,10 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
             |p, v, n| sample_rate::<Simd>(p, v, n, true),
         ),
         ("the register decoder (`sample --fast`)", register_rate),
+        (
+            "the register decoder with every step made (no prefix replayed)",
+            register_step_rate,
+        ),
     ] {
         let rate = median_of(r, || Ok(measure(&sampled, file.vocab(), 50_000)?.0))?;
         row(

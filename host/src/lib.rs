@@ -17,6 +17,7 @@ pub mod parallel;
 pub mod plot;
 #[cfg(feature = "cli")]
 pub mod pool;
+pub mod prefix_cache;
 #[cfg(feature = "cli")]
 pub mod progress;
 #[cfg(feature = "cli")]

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 use microgpt::first_inputs;
+use microgpt::prefix_cache::PrefixCache;
 use microgpt::register_decoder::{self, RegisterDecoder};
 use microgpt::simd::{Exact, Simd};
 use microgpt_core::weights_format::Encoding;
@@ -586,8 +587,9 @@ fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) 
     let mut rng = PyRandom::new(a.seed);
     let (vocab, count, prefix) = (file.vocab(), a.count, a.prefix.as_str());
     let known = known.as_ref();
+    // Every path replays the steps of the prefixes that names share.
     if a.fast && register_decoder::serves(&w.dims()) {
-        let stepper = RegisterDecoder::new(&w)?;
+        let stepper = PrefixCache::new(RegisterDecoder::new(&w)?);
         return print_names(stepper, vocab, &mut rng, count, &sampling, prefix, known);
     }
     // Both kernel sets read the transposed weights.
@@ -596,10 +598,12 @@ fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) 
     let w = w.with_transposed(&t)?;
     if a.fast {
         first_inputs::with_table::<C, Simd, _>(&w, |stepper| {
+            let stepper = PrefixCache::new(stepper);
             print_names(stepper, vocab, &mut rng, count, &sampling, prefix, known)
         })
     } else {
         first_inputs::with_table::<C, Exact, _>(&w, |stepper| {
+            let stepper = PrefixCache::new(stepper);
             print_names(stepper, vocab, &mut rng, count, &sampling, prefix, known)
         })
     }

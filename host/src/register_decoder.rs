@@ -22,7 +22,9 @@
 //! for about one draw in 400,000 (see the tests).
 
 use microgpt_core::python_random::random_f64;
-use microgpt_core::{Config, Dims, Error, Sampling, Stepper, Weights, ops, sample_token};
+use microgpt_core::{
+    Config, Dims, Error, Replay, Sampling, Stepper, Weights, ops, sample_token, step_state_len,
+};
 use rand_core::Rng;
 use wide::{f32x8, f32x16};
 
@@ -393,6 +395,53 @@ impl Stepper for RegisterDecoder {
         }
         // The f32 sums fell short of the target by rounding: the last possible token.
         Ok(last)
+    }
+}
+
+/// The state of a step as the core's decoder saves it: each layer's key (unrotated)
+/// and value, then the logits.
+impl Replay for RegisterDecoder {
+    fn state_len(&self) -> usize {
+        step_state_len(&self.dims)
+    }
+
+    fn save(&self, state: &mut [f32]) -> Result<(), Error> {
+        let d = self.dims;
+        if self.pos == 0 {
+            return Err(Error::Usage("no step to save"));
+        }
+        if state.len() != step_state_len(&d) {
+            return Err(Error::Usage("a step's state has another size"));
+        }
+        let (kv, logits) = state.split_at_mut(2 * d.layers * E);
+        for (l, kv) in kv.chunks_exact_mut(2 * E).enumerate() {
+            let at = l * d.block + self.pos - 1;
+            kv[..E].copy_from_slice(self.keys[at][0].as_array());
+            kv[E..].copy_from_slice(self.values[at].as_array());
+        }
+        logits.copy_from_slice(&self.logits[..d.vocab]);
+        Ok(())
+    }
+
+    fn replay(&mut self, state: &[f32]) -> Result<(), Error> {
+        let d = self.dims;
+        if self.pos >= d.block {
+            return Err(Error::ContextFull { block: d.block });
+        }
+        if state.len() != step_state_len(&d) {
+            return Err(Error::Usage("a step's state has another size"));
+        }
+        let (kv, logits) = state.split_at(2 * d.layers * E);
+        let register = |s: &[f32]| f32x16::new(s.try_into().expect("16"));
+        for (l, kv) in kv.chunks_exact(2 * E).enumerate() {
+            let at = l * d.block + self.pos;
+            self.keys[at] = rotations(register(&kv[..E]));
+            self.values[at] = register(&kv[E..]);
+        }
+        // The lanes past the vocabulary keep their -inf.
+        self.logits[..d.vocab].copy_from_slice(logits);
+        self.pos += 1;
+        Ok(())
     }
 }
 
