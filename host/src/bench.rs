@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -81,6 +82,33 @@ fn machine() -> String {
         "128-bit lanes"
     };
     format!("{cpu}, {cores} cores; this build's vectors: {vectors}")
+}
+
+/// Nanoseconds for one thread to hand a value to another, spinning, and get one back:
+/// the latency between two cores, which every training step on 2 threads pays several
+/// times over (the weights and gradients that one thread wrote and the other reads).
+/// On these virtual machines it changes with where the host places the two cores.
+fn round_trip_ns() -> f64 {
+    const TRIPS: u64 = 100_000;
+    let turn = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..TRIPS {
+                while turn.load(Ordering::Acquire) != 2 * i + 1 {
+                    std::hint::spin_loop();
+                }
+                turn.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        for i in 0..TRIPS {
+            turn.store(2 * i + 1, Ordering::Release);
+            while turn.load(Ordering::Acquire) != 2 * i + 2 {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    start.elapsed().as_nanos() as f64 / TRIPS as f64
 }
 
 /// Trains `warmup` and then `steps` steps of `batch` names on `threads` threads from
@@ -250,6 +278,13 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     };
 
     row("machine", machine());
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+        let ns = median_of(r, || Ok(round_trip_ns()))?;
+        row(
+            "a round trip between two threads (a value handed over and back)",
+            format!("{ns:.0} ns"),
+        );
+    }
     let simd_ms = median_of(r, || Ok(train_run::<Micro, Simd>(&data, 0, 1000, 1, 1)?.0))? * 1e3;
     row(
         "microgpt's schedule (1000 steps, 1 name per step, 1 thread), SIMD kernels",

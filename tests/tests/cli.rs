@@ -623,6 +623,16 @@ fn bench_keeps_its_figures_when_a_peer_fails() {
         "{stdout}"
     );
     assert!(stdout.contains("| machine | "), "{stdout}");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        stdout.contains("| a round trip between two threads"),
+        cores > 1,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the register decoder with every step made"),
+        "{stdout}"
+    );
     assert!(stdout.contains("| microgpt's schedule"), "{stdout}");
     assert!(
         stdout.contains("| makemore, batch 32, 2 threads"),
