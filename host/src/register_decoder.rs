@@ -382,19 +382,16 @@ impl Stepper for RegisterDecoder {
         // Python's bisection on the running sums finds the first sum above the target.
         let target = random_f64(rng) as f32 * total;
         let mut sum = 0.0;
-        let mut last = 0;
         let weights: &[f32] = bytemuck::cast_slice(&self.weights);
         for (i, &w) in weights[..vocab].iter().enumerate() {
             sum += w;
             if sum > target {
                 return Ok(i);
             }
-            if w > 0.0 {
-                last = i;
-            }
         }
-        // The f32 sums fell short of the target by rounding: the last possible token.
-        Ok(last)
+        // The f32 sums fell short of the target by rounding: the last possible token,
+        // looked for only then, so that the loop above is the sum and its test alone.
+        Ok(weights[..vocab].iter().rposition(|&w| w > 0.0).unwrap_or(0))
     }
 }
 
