@@ -543,6 +543,40 @@ mod tests {
         }
     }
 
+    /// A generator whose every word is all ones: Python's `random()` from it is the
+    /// largest float below 1, which is 1 in `f32`.
+    struct Ones;
+
+    impl rand_core::TryRng for Ones {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            Ok(u32::MAX)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            Ok(u64::MAX)
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            dst.fill(0xff);
+            Ok(())
+        }
+    }
+
+    /// A draw at the very top of the range, whose target the running `f32` sums may
+    /// never pass, picks the last token with a weight, as Python would: not a token
+    /// whose logit is -inf, nor past the vocabulary.
+    #[test]
+    fn a_draw_past_every_sum_takes_the_last_token_with_a_weight() {
+        let params = weights::<Micro>(27, 7);
+        let mut fast = RegisterDecoder::new(&params.weights()).unwrap();
+        fast.step(26).unwrap();
+        for last in [26, 19, 0] {
+            fast.logits[last + 1..27].fill(f32::NEG_INFINITY);
+            fast.logits[..=last].fill(0.5);
+            let got = fast.draw(&Sampling::new(1.0), &mut Ones).unwrap();
+            assert_eq!(got, last);
+        }
+    }
+
     #[test]
     fn serves_microgpts_shape_only() {
         assert!(serves(&Micro::DIMS));
