@@ -146,12 +146,7 @@ impl<C: Config, F: Float> Decoder<C, F> {
     /// ([`step_state_len`] values for weights of the shape `d`): its key and value in
     /// every layer, then the logits, for [`Decoder::replay_step`].
     pub fn save_step(&self, d: Dims, state: &mut [F]) -> Result<(), Error> {
-        if self.pos == 0 {
-            return Err(Error::Usage("no step to save"));
-        }
-        if state.len() != step_state_len(&d) {
-            return Err(Error::Usage("a step's state has another size"));
-        }
+        check_save(&d, self.pos, state.len())?;
         let (e, at, buf) = (d.embd, (self.pos - 1) * d.embd, self.buf.as_ref());
         let (kv, logits) = state.split_at_mut(2 * d.layers * e);
         let cache = d.layers * d.block * e;
@@ -169,12 +164,7 @@ impl<C: Config, F: Float> Decoder<C, F> {
     /// leave, with none of its work. The work vectors, such as
     /// [`Decoder::attention`], keep what the last step made.
     pub fn replay_step(&mut self, d: Dims, state: &[F]) -> Result<(), Error> {
-        if self.pos >= d.block {
-            return Err(Error::ContextFull { block: d.block });
-        }
-        if state.len() != step_state_len(&d) {
-            return Err(Error::Usage("a step's state has another size"));
-        }
+        check_replay(&d, self.pos, state.len())?;
         let (e, at) = (d.embd, self.pos * d.embd);
         let (kv, logits) = state.split_at(2 * d.layers * e);
         let cache = d.layers * d.block * e;
@@ -324,6 +314,32 @@ impl<C: Config, F: Float> Decoder<C, F> {
 /// `embd` in each of `layers`, then `vocab` logits.
 pub const fn step_state_len(d: &Dims) -> usize {
     2 * d.layers * d.embd + d.vocab
+}
+
+/// Checks that a state of `len` values can be saved after `pos` tokens fed to weights of
+/// the shape `d`: a step was made, and `len` is [`step_state_len`].
+pub fn check_save(d: &Dims, pos: usize, len: usize) -> Result<(), Error> {
+    if pos == 0 {
+        return Err(Error::Usage("no step to save"));
+    }
+    check_state_len(d, len)
+}
+
+/// Checks that a state of `len` values can be replayed after `pos` tokens fed to weights
+/// of the shape `d`: the context has room for a step, and `len` is [`step_state_len`].
+pub fn check_replay(d: &Dims, pos: usize, len: usize) -> Result<(), Error> {
+    if pos >= d.block {
+        return Err(Error::ContextFull { block: d.block });
+    }
+    check_state_len(d, len)
+}
+
+/// `len` is [`step_state_len`] of `d`.
+fn check_state_len(d: &Dims, len: usize) -> Result<(), Error> {
+    if len != step_state_len(d) {
+        return Err(Error::Usage("a step's state has another size"));
+    }
+    Ok(())
 }
 
 /// The values of one token and position in a table of [`Decoder::first_inputs`]: token

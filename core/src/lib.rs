@@ -105,7 +105,9 @@ pub use batch::{Batch, Row};
 pub use config::{Buffer, Config, Dims, Elem};
 pub use error::Error;
 pub use float::{Float, Libm, Math, all_finite, finite_bits};
-pub use inference::{Decoder, DecoderWeights, first_inputs_len, step_state_len};
+pub use inference::{
+    Decoder, DecoderWeights, check_replay, check_save, first_inputs_len, step_state_len,
+};
 pub use int8::{Int8Matrix, Int8Weights};
 pub use kernels::{Kernels, Matrix, Scalar};
 pub use params::{LayerTensor, LayerWeights, Layout, Params, Tensor, Transposed, Weights};

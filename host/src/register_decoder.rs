@@ -23,7 +23,8 @@
 
 use microgpt_core::python_random::random_f64;
 use microgpt_core::{
-    Config, Dims, Error, Replay, Sampling, Stepper, Weights, ops, sample_token, step_state_len,
+    Config, Dims, Error, Replay, Sampling, Stepper, Weights, check_replay, check_save, ops,
+    sample_token, step_state_len,
 };
 use rand_core::Rng;
 use wide::{f32x8, f32x16};
@@ -404,12 +405,7 @@ impl Replay for RegisterDecoder {
 
     fn save(&self, state: &mut [f32]) -> Result<(), Error> {
         let d = self.dims;
-        if self.pos == 0 {
-            return Err(Error::Usage("no step to save"));
-        }
-        if state.len() != step_state_len(&d) {
-            return Err(Error::Usage("a step's state has another size"));
-        }
+        check_save(&d, self.pos, state.len())?;
         let (kv, logits) = state.split_at_mut(2 * d.layers * E);
         for (l, kv) in kv.chunks_exact_mut(2 * E).enumerate() {
             let at = l * d.block + self.pos - 1;
@@ -422,12 +418,7 @@ impl Replay for RegisterDecoder {
 
     fn replay(&mut self, state: &[f32]) -> Result<(), Error> {
         let d = self.dims;
-        if self.pos >= d.block {
-            return Err(Error::ContextFull { block: d.block });
-        }
-        if state.len() != step_state_len(&d) {
-            return Err(Error::Usage("a step's state has another size"));
-        }
+        check_replay(&d, self.pos, state.len())?;
         let (kv, logits) = state.split_at(2 * d.layers * E);
         let register = |s: &[f32]| f32x16::new(s.try_into().expect("16"));
         for (l, kv) in kv.chunks_exact(2 * E).enumerate() {
