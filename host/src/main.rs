@@ -14,8 +14,8 @@ use microgpt::register_decoder::{self, RegisterDecoder};
 use microgpt::simd::{Exact, Simd};
 use microgpt_core::weights_format::Encoding;
 use microgpt_core::{
-    AdamConfig, Config, CoreStepper, Decoder, Dims, Names, PyRandom, Sampling, Scalar, Schedule,
-    Stepper, Transposed, Vocab, preset, presets, with_config,
+    AdamConfig, Config, CoreStepper, Decoder, Dims, Names, PyRandom, Replay, Sampling, Scalar,
+    Schedule, Transposed, Vocab, preset, presets, with_config,
 };
 
 use microgpt::dataset::Dataset;
@@ -393,10 +393,11 @@ fn loss_text(loss: Option<f64>) -> String {
 }
 
 /// Writes `count` names from `stepper` to stdout (`Scalar` and `Exact` kernels give the
-/// firmware's bits). With `known`, each name is followed by a tab and `new` or `in
-/// train`, as makemore marks them, and a count goes to stderr.
+/// firmware's bits), replaying the steps of the prefixes that names share. With `known`,
+/// each name is followed by a tab and `new` or `in train`, as makemore marks them, and a
+/// count goes to stderr.
 fn print_names(
-    stepper: impl Stepper<F = f32>,
+    stepper: impl Replay<F = f32>,
     vocab: &Vocab,
     rng: &mut PyRandom,
     count: usize,
@@ -404,7 +405,7 @@ fn print_names(
     prefix: &str,
     known: Option<&HashSet<&str>>,
 ) -> Result<()> {
-    let mut names = Names::new(stepper, vocab)?;
+    let mut names = Names::new(PrefixCache::new(stepper), vocab)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut name = String::new();
     let mut new = 0;
@@ -587,9 +588,8 @@ fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) 
     let mut rng = PyRandom::new(a.seed);
     let (vocab, count, prefix) = (file.vocab(), a.count, a.prefix.as_str());
     let known = known.as_ref();
-    // Every path replays the steps of the prefixes that names share.
     if a.fast && register_decoder::serves(&w.dims()) {
-        let stepper = PrefixCache::new(RegisterDecoder::new(&w)?);
+        let stepper = RegisterDecoder::new(&w)?;
         return print_names(stepper, vocab, &mut rng, count, &sampling, prefix, known);
     }
     // Both kernel sets read the transposed weights.
@@ -598,12 +598,10 @@ fn sample_with<C: Config>(file: &microgpt_core::WeightFile<'_>, a: &SampleArgs) 
     let w = w.with_transposed(&t)?;
     if a.fast {
         first_inputs::with_table::<C, Simd, _>(&w, |stepper| {
-            let stepper = PrefixCache::new(stepper);
             print_names(stepper, vocab, &mut rng, count, &sampling, prefix, known)
         })
     } else {
         first_inputs::with_table::<C, Exact, _>(&w, |stepper| {
-            let stepper = PrefixCache::new(stepper);
             print_names(stepper, vocab, &mut rng, count, &sampling, prefix, known)
         })
     }
