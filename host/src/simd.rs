@@ -800,21 +800,18 @@ impl Kernels<f32> for Simd {
     fn transpose(dst: &mut [f32], src: &[f32], cols: usize) {
         let rows = src.len() / cols;
         let (r8, c8) = (rows - rows % 8, cols - cols % 8);
-        for r in (0..r8).step_by(8) {
+        for (r, band) in src[..r8 * cols].chunks_exact(8 * cols).enumerate() {
             for c in (0..c8).step_by(8) {
-                let tile =
-                    f32x8::transpose(core::array::from_fn(|i| load(&src[(r + i) * cols + c..])));
+                let tile = f32x8::transpose(core::array::from_fn(|i| load(&band[i * cols + c..])));
                 for (i, t) in tile.into_iter().enumerate() {
-                    store(&mut dst[(c + i) * rows + r..], t);
+                    store(&mut dst[(c + i) * rows + 8 * r..], t);
                 }
             }
         }
-        // The edges that do not fill a tile.
-        for r in 0..rows {
-            let cs = if r < r8 { c8..cols } else { 0..cols };
-            for c in cs {
-                dst[c * rows + r] = src[r * cols + c];
-            }
+        // The edges that do not fill a tile: the ends of the tiled rows, then the rest.
+        let edges = (0..r8).flat_map(|r| (c8..cols).map(move |c| (r, c)));
+        for (r, c) in edges.chain((r8..rows).flat_map(|r| (0..cols).map(move |c| (r, c)))) {
+            dst[c * rows + r] = src[r * cols + c];
         }
     }
 
