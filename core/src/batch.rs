@@ -62,27 +62,30 @@ impl<C: Config> Batch<C> {
             return Err(Error::BatchFull { max: C::BATCH });
         }
         vocab.check_fits::<C>()?;
-        for c in name.chars() {
-            vocab.encode(c)?;
-        }
         let bos = vocab.bos() as u8;
-        // Every character was checked above, so the encodes below cannot fail.
-        let mut chars = name
-            .chars()
-            .map(|c| vocab.encode(c).map_or(bos, |t| t as u8));
         let n = C::DIMS.block.min(name.chars().count() + 1);
+        // One pass that encodes and writes. An unknown character stops it with the
+        // batch's length unchanged, so the rows written are past the end, unused.
+        let mut chars = name.chars();
         let mut token = bos;
         for (pos, row) in self.rows.as_mut()[self.len..self.len + n]
             .iter_mut()
             .enumerate()
         {
-            let target = chars.next().unwrap_or(bos);
+            let target = match chars.next() {
+                Some(c) => vocab.encode(c)? as u8,
+                None => bos,
+            };
             *row = Row {
                 token,
                 target,
                 pos: pos as u8,
             };
             token = target;
+        }
+        // The characters past the context are dropped, but they too must be known.
+        for c in chars {
+            vocab.encode(c)?;
         }
         self.len += n;
         self.names += 1;
@@ -130,8 +133,12 @@ mod tests {
         assert_eq!(b.push(&vocab, ""), Ok(1));
         assert_eq!(b.names(), 3);
 
+        let before: heapless::Vec<Row, 20> = b.rows().iter().copied().collect();
         assert_eq!(b.push(&vocab, "aB"), Err(Error::UnknownChar('B')));
-        assert_eq!(b.names(), 3);
+        // An unknown character past the context is an error too.
+        let long = "abcdefghijklmnopqrsT";
+        assert_eq!(b.push(&vocab, long), Err(Error::UnknownChar('T')));
+        assert_eq!((b.names(), b.rows()), (3, &before[..]));
         b.clear();
         for _ in 0..Micro::BATCH {
             b.push(&vocab, "a").unwrap();
