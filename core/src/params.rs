@@ -228,10 +228,14 @@ impl Layout {
 
     /// Every tensor in `state_dict` order, with its range and its (rows, cols) shape.
     pub fn tensors(&self) -> impl Iterator<Item = (Tensor, Range<usize>, [usize; 2])> + '_ {
-        let top = [Tensor::Wte, Tensor::Wpe, Tensor::LmHead];
-        let blocks = (0..self.dims.layers)
-            .flat_map(|l| LayerTensor::ALL.map(move |which| Tensor::Layer(l, which)));
-        top.into_iter().chain(blocks).map(|t| {
+        const TOP: [Tensor; 3] = [Tensor::Wte, Tensor::Wpe, Tensor::LmHead];
+        const PER_LAYER: usize = LayerTensor::ALL.len();
+        // By index, not as a chain of iterators: trainers walk this at every step.
+        (0..TOP.len() + PER_LAYER * self.dims.layers).map(|i| {
+            let t = match i.checked_sub(TOP.len()) {
+                None => TOP[i],
+                Some(j) => Tensor::Layer(j / PER_LAYER, LayerTensor::ALL[j % PER_LAYER]),
+            };
             let (range, shape) = self.tensor(t);
             (t, range, shape)
         })
