@@ -475,7 +475,7 @@ fn gemm_tail<const ADD: bool, const A: usize>(
         };
         for (r, acc) in acc.iter_mut().enumerate() {
             let c = coef.data[(a0 + r) * coef.a_stride + k * coef.k_stride];
-            *acc = *acc + f32x8::splat(c) * v;
+            *acc += f32x8::splat(c) * v;
         }
     }
     for (r, acc) in acc.into_iter().enumerate() {
