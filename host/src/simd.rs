@@ -443,10 +443,11 @@ fn gemm_rows<const ADD: bool, const A: usize, const P: usize, V: Lanes>(
 }
 
 /// The last columns of [`gemm_rows`], from `j`: fewer than 8 (the 27 logits leave 3).
-/// Each row's sums take one register, whose lanes past `width` hold the next row's
-/// values and are dropped, and each step is a product and then a sum, never fused, in
-/// the order of `k`: the operations of a scalar loop, whose one chain of dependent sums
-/// at a time took a third of microgpt's forward products.
+/// Each step is a product and then a sum, never fused, in the order of `k`, as in a
+/// scalar loop over the columns, so the bits are that loop's. But a row's columns share
+/// one register (its lanes past `width` take the next vector's values, dropped at the
+/// end), and the rows' registers are independent chains: the scalar loop waited on one
+/// chain of dependent sums at a time, a third of microgpt's forward products.
 #[inline(always)]
 fn gemm_tail<const ADD: bool, const A: usize>(
     out: &mut [f32],
