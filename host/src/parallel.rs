@@ -307,7 +307,7 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
     }
 
     /// Adds up the workers' gradients, applies Adam and refreshes the transposes, each
-    /// thread on its own share of the tensors ([`Layout::share`]): first the sums and
+    /// thread on its own share of the tensors ([`Layout::share`](microgpt_core::Layout::share)): first the sums and
     /// their squares, then the update and the transposes of the same tensors, so that
     /// no thread transposes weights that another has just written. A gradient that is
     /// not finite is [`Diverged`], and then the weights are left as they were.

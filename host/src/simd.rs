@@ -26,12 +26,13 @@ pub struct Simd;
 
 /// Eight lanes from the start of `s`.
 #[inline(always)]
-fn load(s: &[f32]) -> f32x8 {
+pub(crate) fn load(s: &[f32]) -> f32x8 {
     f32x8::new(s[..8].try_into().expect("a slice of 8"))
 }
 
+/// `v` into the first eight values of `s`.
 #[inline(always)]
-fn store(s: &mut [f32], v: f32x8) {
+pub(crate) fn store(s: &mut [f32], v: f32x8) {
     s[..8].copy_from_slice(v.as_array());
 }
 
@@ -620,7 +621,7 @@ fn divide(x: &mut [f32], totals: f32x8, tail: f32x8) {
 }
 
 /// [`Kernels::relu_forward`] 8 lanes at a time, with its bits: `maxps(0, x)` is
-/// `0 > x ? 0 : x`, as [`Float::max`](microgpt_core::Float::max) is, NaN and `-0`
+/// `0 > x ? 0 : x`, as [`Float::max`] is, NaN and `-0`
 /// included. The scalar loop's stores only where `x < 0` become a masked vector store,
 /// which AMD's Zen 2 runs in microcode: this stores every value.
 fn relu_forward(x: &mut [f32]) {

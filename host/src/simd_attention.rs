@@ -1,15 +1,19 @@
-//! Attention across heads, for heads 4 wide (microgpt's 16 = 4 heads of 4), with the
-//! bits of the general attention on [`Simd`]'s kernels.
+//! Attention for heads 4 wide (microgpt's 16 = 4 heads of 4), with the bits of the
+//! general attention on [`Simd`]'s kernels.
 //!
 //! The general attention ([`ops::attention_forward`]) makes a 4-value dot product or
 //! update per head and position, each a call that fills a quarter of a register. Here
-//! 16 lanes carry 4 heads at once:
-//! - a score, `q_h · k_s,h`, is a sum over the head's 4 values. With the keys of a name
-//!   kept transposed (one row of positions per value), one register holds the scores of
-//!   16 positions: 4 products, added from left to right as [`Simd`]'s `dot` adds them.
-//! - a weighted sum, `Σ_s att[h, s] · v_s,h`, runs over the positions in order, as the
-//!   general one's updates do, with each head's weight spread over its 4 lanes: one
-//!   fused multiply-add per position for 4 heads.
+//! the lanes run across positions or heads instead:
+//! - the forward of a name of up to 16 positions puts 8 query positions in a register:
+//!   a score is a register of 8 positions for one key, and a softmax's maximum and total
+//!   become operations between registers, with no sum across lanes (see
+//!   `by_positions`);
+//! - the backward, and the forward of longer names, put 4 heads in 16 lanes. With the
+//!   keys of a name kept transposed (one row of positions per value), one register holds
+//!   the scores of 16 positions: 4 products, added from left to right as [`Simd`]'s
+//!   `dot` adds them. A weighted sum, `Σ_s att[h, s] · v_s,h`, runs over the positions
+//!   in order, as the general one's updates do, with each head's weight spread over its
+//!   4 lanes: one fused multiply-add per position for 4 heads.
 //!
 //! Each output is made by the same operations in the same order as the general path's,
 //! so the bits are the same (see the tests); only the number of instructions changes.
@@ -17,9 +21,9 @@
 use std::cell::RefCell;
 
 use microgpt_core::{Dims, Kernels, Row, ops};
-use wide::f32x16;
+use wide::{f32x8, f32x16};
 
-use crate::simd::Simd;
+use crate::simd::{self, Simd};
 
 /// Lanes of a register here: 4 heads of 4.
 const LANES: usize = 16;
@@ -102,8 +106,9 @@ fn head_dots(
     }
 }
 
-/// [`ops::attention_forward`] on [`Simd`]'s kernels, across heads; for shapes that
-/// [`serves`] accepts.
+/// [`ops::attention_forward`] on [`Simd`]'s kernels, name by name: `by_positions` for
+/// names of up to 16 positions, `by_rows` for longer ones; for shapes that [`serves`]
+/// accepts.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     y: &mut [f32],
@@ -115,21 +120,124 @@ pub fn forward(
     d: &Dims,
 ) {
     let (e, t, heads) = (d.embd, d.block, d.heads);
+    let mut r0 = 0;
+    while r0 < rows.len() {
+        // A name: a row at position 0 and the rows after it, up to the next such row.
+        let len = 1 + rows[r0 + 1..].iter().take_while(|r| r.pos != 0).count();
+        let one_name = if len <= 2 * POSITIONS {
+            by_positions
+        } else {
+            by_rows
+        };
+        let (name, att_rows) = (
+            r0 * e..(r0 + len) * e,
+            r0 * heads * t..(r0 + len) * heads * t,
+        );
+        let (q, k, v) = (&q[name.clone()], &k[name.clone()], &v[name.clone()]);
+        one_name(&mut y[name], &mut att[att_rows], q, k, v, d);
+        r0 += len;
+    }
+}
+
+/// Query positions in a register of `by_positions`.
+const POSITIONS: usize = 8;
+
+/// [`forward`] of one name of at most 16 positions, with the lanes across its query
+/// positions: the scores of 8 positions for one key make a register, so a softmax's
+/// maximum and total over the keys are operations between registers, with no sum across
+/// lanes, and its division is one for 8 positions. Each value is the row-wise path's:
+/// - a score is `((q₀k₀ + q₁k₁) + q₂k₂) + q₃k₃`, then scaled, as [`head_dots`] makes it;
+/// - the total adds the keys `s` and `s + 8`, then those 8 sums in the tree of `wide`'s
+///   `reduce_add` (lanes `j` and `j + 4`, then `j` and `j + 2`, then the two left), as
+///   [`Simd::softmax_rows`] does for a row of up to 16; the keys past a row's position
+///   add exact zeros;
+/// - a weighted sum is a chain of fused multiply-adds from 0, key by key. Past a row's
+///   position the weights are 0, which leave the sum as it is: a chain that starts at
+///   `+0` never holds `-0` (the values are finite while training has not diverged).
+fn by_positions(y: &mut [f32], att: &mut [f32], q: &[f32], k: &[f32], v: &[f32], d: &Dims) {
+    let (e, t) = (d.embd, d.block);
+    let len = q.len() / e;
+    let scale = f32x8::splat(ops::attention_scale::<f32>(d));
+    let lanes = f32x8::new([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+    for b in (0..len).step_by(POSITIONS) {
+        // Query positions b.. in the lanes; the lanes past the name repeat its last row.
+        let queries = len.min(b + POSITIONS) - b;
+        let position = lanes + f32x8::splat(b as f32);
+        let keys = b + queries;
+        // 8 values of q (two heads) at a time, transposed: value c of lane i in qt[c].
+        for c8 in (0..e).step_by(POSITIONS) {
+            let qt = f32x8::transpose(core::array::from_fn(|i| {
+                simd::load(&q[(b + i.min(queries - 1)) * e + c8..])
+            }));
+            let mut yt = [f32x8::ZERO; POSITIONS];
+            for (hh, (qt, yt)) in qt.chunks_exact(4).zip(yt.chunks_exact_mut(4)).enumerate() {
+                let c = c8 + 4 * hh;
+                let h = c / 4;
+                let mut scores = [f32x8::splat(f32::NEG_INFINITY); 2 * POSITIONS];
+                let mut max = f32x8::splat(f32::NEG_INFINITY);
+                for (s, score) in scores[..keys].iter_mut().enumerate() {
+                    let ks = &k[s * e + c..][..4];
+                    let x = qt[0] * f32x8::splat(ks[0])
+                        + qt[1] * f32x8::splat(ks[1])
+                        + qt[2] * f32x8::splat(ks[2])
+                        + qt[3] * f32x8::splat(ks[3]);
+                    let live = position.simd_ge(f32x8::splat(s as f32));
+                    *score = live.select(x * scale, f32x8::splat(f32::NEG_INFINITY));
+                    max = max.fast_max(*score);
+                }
+                let mut ex = [f32x8::ZERO; 2 * POSITIONS];
+                for (ex, &score) in ex[..keys].iter_mut().zip(&scores) {
+                    *ex = simd::exp(score - max);
+                }
+                let p: [f32x8; POSITIONS] = core::array::from_fn(|j| ex[j] + ex[j + POSITIONS]);
+                let pair = |j: usize| (p[j] + p[j + 4]) + (p[j + 2] + p[j + 6]);
+                let inv = f32x8::ONE / (pair(0) + pair(1));
+                let weights = ex.map(|ex| ex * inv);
+                let mut sums = [f32x8::ZERO; 4];
+                for (s, &w) in weights[..keys].iter().enumerate() {
+                    let vs = &v[s * e + c..][..4];
+                    for (sum, &v) in sums.iter_mut().zip(vs) {
+                        *sum = w.mul_add(f32x8::splat(v), *sum);
+                    }
+                }
+                yt.copy_from_slice(&sums);
+                // The weights by rows: row b + i's of keys 8j.. in lanes of tile j.
+                for (j, block) in weights
+                    .chunks_exact(POSITIONS)
+                    .take(keys.div_ceil(POSITIONS))
+                    .enumerate()
+                {
+                    let tile = f32x8::transpose(block.try_into().expect("8 registers"));
+                    for (i, w) in tile[..queries].iter().enumerate() {
+                        simd::store(&mut att[((b + i) * d.heads + h) * t + POSITIONS * j..], *w);
+                    }
+                }
+            }
+            for (i, row) in f32x8::transpose(yt)[..queries].iter().enumerate() {
+                simd::store(&mut y[(b + i) * e + c8..], *row);
+            }
+        }
+    }
+}
+
+/// [`forward`] of one name, row by row: each row's scores of 16 keys to a register per
+/// head, its 4 heads' softmaxes together, then its weighted sums.
+fn by_rows(y: &mut [f32], att: &mut [f32], q: &[f32], k: &[f32], v: &[f32], d: &Dims) {
+    let (e, t, heads) = (d.embd, d.block, d.heads);
     let scale = f32x16::splat(ops::attention_scale::<f32>(d));
-    // The keys of the current name, transposed: value `c` of position `s` at `c·t + s`.
-    // A name's rows come in order of position, so each row adds its own key.
+    // The keys of the name, transposed: value `c` of position `s` at `c·t + s`. Each row
+    // adds its own key.
     with_transposed(e * t, |kt| {
-        for (r, row) in rows.iter().enumerate() {
-            let (pos, n) = (row.pos as usize, row.pos as usize + 1);
-            let start = r - pos;
-            put_column(kt, k, r, pos, e, t);
-            let att = &mut att[r * heads * t..][..heads * t];
-            head_dots(att, &q[r * e..][..e], kt, t, n, |s| s * scale);
+        for pos in 0..q.len() / e {
+            let n = pos + 1;
+            put_column(kt, k, pos, pos, e, t);
+            let att = &mut att[pos * heads * t..][..heads * t];
+            head_dots(att, &q[pos * e..][..e], kt, t, n, |s| s * scale);
             Simd::softmax_rows(att, t, n);
-            for (c, y) in y[r * e..][..e].chunks_exact_mut(LANES).enumerate() {
+            for (c, y) in y[pos * e..][..e].chunks_exact_mut(LANES).enumerate() {
                 let mut acc = f32x16::ZERO;
                 for s in 0..n {
-                    let vs = load(&v[(start + s) * e + c * LANES..]);
+                    let vs = load(&v[s * e + c * LANES..]);
                     acc = spread(att, t, 4 * c, s).mul_add(vs, acc);
                 }
                 store(y, acc);
@@ -226,7 +334,7 @@ mod tests {
     fn across_heads_is_the_general_attention_to_the_bit() {
         let mut rng = PyRandom::new(7);
         for (embd, block, lengths) in [
-            (16, 16, vec![1, 7, 16, 3, 12]),
+            (16, 16, vec![1, 7, 16, 3, 12, 8, 9]),
             (32, 16, vec![5, 16, 1, 9]),
             (16, 64, vec![40, 64, 2, 17]),
         ] {
