@@ -347,7 +347,19 @@ mod tests {
             assert!(serves(&d));
             let rows = rows_of(&lengths);
             let (r, e, h, t) = (rows.len(), embd, d.heads, block);
-            let [q, k, v, dy] = [(); 4].map(|()| random(&mut rng, r * e));
+            let [q, k, mut v, mut dy] = [(); 4].map(|()| random(&mut rng, r * e));
+            // Head 0's values positive, and its output gradient -0 on every third row:
+            // sums of signed zeros (all -0), whose signs the paths must also agree on.
+            for (i, (v, dy)) in v
+                .chunks_exact_mut(e)
+                .zip(dy.chunks_exact_mut(e))
+                .enumerate()
+            {
+                v[..4].iter_mut().for_each(|v| *v = v.abs());
+                if i % 3 == 1 {
+                    dy[..4].fill(-0.0);
+                }
+            }
 
             let (mut y1, mut y2) = (vec![0.0; r * e], vec![1.0; r * e]);
             let (mut att1, mut att2) = (vec![0.0; r * h * t], vec![0.0; r * h * t]);
@@ -359,8 +371,9 @@ mod tests {
             forward(&mut y2, &mut att2, &q, &k, &v, &rows, &d);
             assert_eq!(bits(&y1), bits(&y2), "y, {d:?}");
 
-            // dq, dk and dv of each path, from zero; datt is scratch.
-            let [mut general, mut across] = [(); 2].map(|()| [(); 3].map(|()| vec![0.0; r * e]));
+            // dq, dk and dv of each path, from -0, where a term of +0 would show; datt is
+            // scratch.
+            let [mut general, mut across] = [(); 2].map(|()| [(); 3].map(|()| vec![-0.0; r * e]));
             let mut datt = vec![0.0; h * t];
             let [dq, dk, dv] = &mut general;
             ops::attention_backward::<f32, Simd>(
