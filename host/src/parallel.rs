@@ -69,10 +69,23 @@ struct Worker<C: Config> {
     acts: Box<Acts<C>>,
     grads: Box<Params<C>>,
     batch: Batch<C>,
+    /// Which of the job's names are the worker's.
+    names: Range<usize>,
     /// What the worker's share of the last job gave.
     result: Result<f64>,
     /// Which worker: its dropout masks differ from the others'.
     index: u64,
+}
+
+impl<C: Config> Worker<C> {
+    /// Makes the worker's batch of its share of `names`.
+    fn load(&mut self, vocab: &Vocab, names: &[&str]) -> Result<()> {
+        self.batch.clear();
+        for name in &names[self.names.clone()] {
+            (self.batch.push(vocab, name)).map_err(|e| anyhow!("the name {name:?}: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Workers for up to `threads` threads, with kernels `K`.
@@ -93,6 +106,7 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
                 acts: bytemuck::zeroed_box(),
                 grads: bytemuck::zeroed_box(),
                 batch: Batch::new(),
+                names: 0..0,
                 result: Ok(0.0),
                 index,
             })
@@ -108,8 +122,9 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
     /// of rows (a name's cost): each name goes to the worker whose share holds the
     /// middle of its rows. If that would put more than a batch's names on one worker
     /// (evaluation passes many names at once), the shares have equal counts instead.
-    /// Returns the number of workers in use and the rows.
-    fn fill(&mut self, vocab: &Vocab, names: &[&str]) -> Result<(usize, usize)> {
+    /// Returns the number of workers in use and the rows. Each worker makes its own
+    /// batch in the job ([`Workers::run`]), so that the threads share that work too.
+    fn share(&mut self, names: &[&str]) -> (usize, usize) {
         let used = self.workers.len().min(names.len()).max(1);
         let cost = |n: &str| (n.chars().count() + 1).min(C::DIMS.block);
         let total: usize = names.iter().map(|n| cost(n)).sum();
@@ -125,16 +140,11 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
         if (0..used).any(|w| owner.iter().filter(|&&o| o == w).count() > C::BATCH) {
             owner = (0..names.len()).map(|i| i * used / names.len()).collect();
         }
-        self.workers[..used]
-            .iter_mut()
-            .for_each(|w| w.batch.clear());
-        for (name, &w) in names.iter().zip(&owner) {
-            self.workers[w]
-                .batch
-                .push(vocab, name)
-                .map_err(|e| anyhow!("the name {name:?}: {e}"))?;
+        // The owners never decrease, so each worker's names are one run of them.
+        for (w, worker) in self.workers[..used].iter_mut().enumerate() {
+            worker.names = owner.partition_point(|&o| o < w)..owner.partition_point(|&o| o <= w);
         }
-        Ok((used, total))
+        (used, total)
     }
 
     /// Forward and backward of the batch `names`, with `dropout` (each worker's masks
@@ -148,8 +158,8 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
         names: &[&str],
         dropout: Dropout,
     ) -> Result<(f64, usize)> {
-        let (used, rows) = self.fill(vocab, names)?;
-        let sum = self.run(used, |worker| {
+        let (used, rows) = self.share(names);
+        let sum = self.run(used, vocab, names, |worker| {
             let dropout = Dropout {
                 seed: dropout.seed ^ worker.index << 56,
                 ..dropout
@@ -177,8 +187,8 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
     ) -> Result<(f64, usize)> {
         let mut total = (0.0, 0);
         for chunk in names.chunks(C::BATCH * self.workers.len()) {
-            let (used, rows) = self.fill(vocab, chunk)?;
-            total.0 += self.run(used, |worker| {
+            let (used, rows) = self.share(chunk);
+            total.0 += self.run(used, vocab, chunk, |worker| {
                 let loss = forward::<C, f32, K>(w, &worker.batch, &mut worker.acts)?;
                 Ok(loss as f64 * worker.batch.rows().len() as f64)
             })?;
@@ -188,14 +198,19 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
     }
 
     /// Runs `f` on the first `used` workers that have names, the first on this thread
-    /// and the others on the pool, and adds the results in worker order.
+    /// and the others on the pool, each on the batch it makes of its share of `names`,
+    /// and adds the results in worker order (the first error, in that order, if any).
     fn run(
         &mut self,
         used: usize,
+        vocab: &Vocab,
+        names: &[&str],
         f: impl Fn(&mut Worker<C>) -> Result<f64> + Sync,
     ) -> Result<f64> {
         self.pool.for_each_mut(&mut self.workers[..used], |w| {
-            w.result = if w.batch.is_empty() { Ok(0.0) } else { f(w) }
+            w.result = w
+                .load(vocab, names)
+                .and_then(|()| if w.batch.is_empty() { Ok(0.0) } else { f(w) });
         });
         self.workers[..used]
             .iter_mut()
