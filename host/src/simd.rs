@@ -131,23 +131,43 @@ fn exp_libm(x: f32x8) -> f32x8 {
     f32x8::new(out)
 }
 
+/// Copies `src` into `dst`, both `n ≤ 8` long, in pieces of 4, 2 and 1 values. A loop
+/// of variable length, even element by element, becomes a call to `memcpy`, which for
+/// these few values cost more than the copy: the logits' softmax and product tails made
+/// one to three such calls a row.
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32], n: usize) {
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    let mut i = 0;
+    if n == 8 {
+        dst.copy_from_slice(&src[..8]);
+        return;
+    }
+    if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        i = 4;
+    }
+    if n - i >= 2 {
+        dst[i..i + 2].copy_from_slice(&src[i..i + 2]);
+        i += 2;
+    }
+    if n > i {
+        dst[i] = src[i];
+    }
+}
+
 /// Up to 8 values in one register, `fill` past the end.
 #[inline(always)]
 fn padded(x: &[f32], fill: f32) -> f32x8 {
-    // Element by element: a copy of variable length would call memcpy.
     let mut lanes = [fill; 8];
-    for (l, &v) in lanes.iter_mut().zip(x) {
-        *l = v;
-    }
+    copy_short(&mut lanes, x, x.len().min(8));
     f32x8::new(lanes)
 }
 
 /// The first `x.len()` (at most 8) lanes of `v`, stored in `x`: [`padded`]'s inverse.
 #[inline(always)]
 fn unpadded(x: &mut [f32], v: f32x8) {
-    for (x, &v) in x.iter_mut().zip(v.as_array()) {
-        *x = v;
-    }
+    copy_short(x, v.as_array(), x.len().min(8));
 }
 
 /// The largest lane, leaving NaN lanes out as a fold of `f32::max` does. Where every
@@ -1584,6 +1604,25 @@ pub(crate) mod tests {
             gemm_in::<true, Widest>(&mut wide, width, coef, &vecs);
             gemm_in::<true, f32x8>(&mut narrow, width, coef, &vecs);
             assert_eq!(wide, narrow, "{rows}x{ks}x{width}");
+        }
+    }
+
+    /// A tail of every length up to 8 goes into a register with the fill past it, and
+    /// back out without touching what follows it.
+    #[test]
+    fn tails_of_every_length_round_trip() {
+        let src: Vec<f32> = (1..=9).map(|i| i as f32).collect();
+        for n in 0..=8 {
+            let lanes = padded(&src[..n], -1.0).to_array();
+            let want: Vec<f32> = (0..8).map(|i| if i < n { src[i] } else { -1.0 }).collect();
+            assert_eq!(lanes.to_vec(), want, "padded, {n} values");
+            let mut out = [0.0; 9];
+            unpadded(&mut out[..n], f32x8::new(lanes));
+            assert_eq!(out[..n], src[..n], "unpadded, {n} values");
+            assert!(
+                out[n..].iter().all(|&v| v == 0.0),
+                "unpadded past {n} values"
+            );
         }
     }
 
