@@ -229,6 +229,15 @@ pub trait Kernels<F: Float> {
             Self::outer_acc(dw, d, x);
         }
     }
+
+    /// [`Kernels::matmul_backward`] into a fresh `dinp`: `dinp = dout · m` (its old
+    /// values are never read) and `dw += doutᵀ · inp`, with the bits of zeroing `dinp`
+    /// and then adding. The default does just that; a kernel whose sums can start from
+    /// zero in registers skips the pass that zeroes.
+    fn matmul_backward_into(dinp: &mut [F], dw: &mut [F], dout: &[F], inp: &[F], m: Matrix<'_, F>) {
+        dinp.fill(F::ZERO);
+        Self::matmul_backward(dinp, dw, dout, inp, m);
+    }
 }
 
 /// The reference kernels: straight loops, summing from left to right from zero.

@@ -288,8 +288,7 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
 
     let dlogits = &mut a.scratch[..r * d.vocab];
     crossentropy_backward(dlogits, rows, d.vocab, F::ONE / F::from_usize(norm));
-    a.dres.fill(F::ZERO);
-    K::matmul_backward(
+    K::matmul_backward_into(
         a.dres,
         &mut grads[layout.lm_head()],
         dlogits,
@@ -317,11 +316,9 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
         } else {
             a.dres
         };
-        da.fill(F::ZERO);
-        K::matmul_backward(da, &mut grads[g.fc2], dmlp, la.a, lw.fc2);
+        K::matmul_backward_into(da, &mut grads[g.fc2], dmlp, la.a, lw.fc2);
         K::relu_backward(da, la.a);
-        dln.fill(F::ZERO);
-        K::matmul_backward(dln, &mut grads[g.fc1], da, ln2, lw.fc1);
+        K::matmul_backward_into(dln, &mut grads[g.fc1], da, ln2, lw.fc1);
         rmsnorm_backward::<F, K>(a.dres, dln, la.xmid, la.s2, e);
         // Attention block: xmid = drop(attention(rmsnorm(xin))·wo) + xin. dres is d(xmid).
         let mut s = &mut *a.scratch;
@@ -333,14 +330,12 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
         } else {
             a.dres
         };
-        dy.fill(F::ZERO);
-        K::matmul_backward(dy, &mut grads[g.wo], dattn, la.y, lw.wo);
+        K::matmul_backward_into(dy, &mut grads[g.wo], dattn, la.y, lw.wo);
         dq.fill(F::ZERO);
         dk.fill(F::ZERO);
         dv.fill(F::ZERO);
         K::attention_backward(dq, dk, dv, a.datt, dy, la.att, la.q, la.k, la.v, rows, &d);
-        dln.fill(F::ZERO);
-        K::matmul_backward(dln, &mut grads[g.wq], dq, ln1, lw.wq);
+        K::matmul_backward_into(dln, &mut grads[g.wq], dq, ln1, lw.wq);
         K::matmul_backward(dln, &mut grads[g.wk], dk, ln1, lw.wk);
         K::matmul_backward(dln, &mut grads[g.wv], dv, ln1, lw.wv);
         rmsnorm_backward::<F, K>(a.dres, dln, la.xin, la.s1, e);

@@ -353,6 +353,7 @@ struct Coef<'a> {
 /// two FMA pipes, for 2 loads and 6 broadcasts per 12 fused multiply-adds. A lone row
 /// splits the sum over `k` into 4 partial sums instead, so that its multiply-adds do
 /// not wait on each other.
+#[inline(always)]
 fn gemm<const ADD: bool>(out: &mut [f32], width: usize, coef: Coef<'_>, vecs: &[f32]) {
     gemm_in::<ADD, Widest>(out, width, coef, vecs)
 }
@@ -915,28 +916,52 @@ impl Kernels<f32> for Simd {
         inp: &[f32],
         m: Matrix<'_, f32>,
     ) {
-        let n_out = m.rows();
-        gemm::<true>(
-            dinp,
-            m.cols,
-            Coef {
-                data: dout,
-                a_stride: n_out,
-                k_stride: 1,
-            },
-            m.w,
-        );
-        gemm::<true>(
-            dw,
-            m.cols,
-            Coef {
-                data: dout,
-                a_stride: 1,
-                k_stride: n_out,
-            },
-            inp,
-        );
+        matmul_backward::<true>(dinp, dw, dout, inp, m);
     }
+
+    /// `dinp`'s sums start from zero in registers, as `gemm` without `ADD` makes them:
+    /// the bits of zeroing it and adding, without the pass that zeroes.
+    fn matmul_backward_into(
+        dinp: &mut [f32],
+        dw: &mut [f32],
+        dout: &[f32],
+        inp: &[f32],
+        m: Matrix<'_, f32>,
+    ) {
+        matmul_backward::<false>(dinp, dw, dout, inp, m);
+    }
+}
+
+/// [`Simd`]'s `matmul_backward`: `dinp (+)= dout · m`, adding to `dinp` with `ADD` and
+/// overwriting it without, and `dw += doutᵀ · inp`.
+fn matmul_backward<const ADD: bool>(
+    dinp: &mut [f32],
+    dw: &mut [f32],
+    dout: &[f32],
+    inp: &[f32],
+    m: Matrix<'_, f32>,
+) {
+    let n_out = m.rows();
+    gemm::<ADD>(
+        dinp,
+        m.cols,
+        Coef {
+            data: dout,
+            a_stride: n_out,
+            k_stride: 1,
+        },
+        m.w,
+    );
+    gemm::<true>(
+        dw,
+        m.cols,
+        Coef {
+            data: dout,
+            a_stride: 1,
+            k_stride: n_out,
+        },
+        inp,
+    );
 }
 
 /// The core's [`Scalar`] kernels to the bit, with the matrix-vector product 8 rows at
@@ -1702,12 +1727,21 @@ pub(crate) mod tests {
                 random(&mut rng, n_out * n_in),
             );
             let (mut dx2, mut dw2) = (dx1.clone(), dw1.clone());
+            let dw0 = dw1.clone();
             <Scalar as Kernels<f32>>::matmul_backward(&mut dx1, &mut dw1, &d, &x, plain);
             Simd::matmul_backward(&mut dx2, &mut dw2, &d, &x, with_t);
             assert!(
                 rel(&dx2, &dx1) < 1e-5 && rel(&dw2, &dw1) < 1e-5,
                 "backward {rows}x{n_in}x{n_out}"
             );
+            // Into a fresh input gradient: the bits of zeroing it and adding, whatever
+            // it held before (NaN here, which any sum it entered would carry).
+            let (mut dx3, mut dw3) = (vec![0.0; rows * n_in], dw0.clone());
+            Simd::matmul_backward(&mut dx3, &mut dw3, &d, &x, with_t);
+            let (mut dx4, mut dw4) = (vec![f32::NAN; rows * n_in], dw0);
+            Simd::matmul_backward_into(&mut dx4, &mut dw4, &d, &x, with_t);
+            assert_eq!(bits(&dx3), bits(&dx4), "into, {rows}x{n_in}x{n_out}");
+            assert_eq!(bits(&dw3), bits(&dw4), "into, {rows}x{n_in}x{n_out}");
         }
     }
 
