@@ -82,7 +82,9 @@ impl<C: Config> Worker<C> {
     fn load(&mut self, vocab: &Vocab, names: &[&str]) -> Result<()> {
         self.batch.clear();
         for name in &names[self.names.clone()] {
-            (self.batch.push(vocab, name)).map_err(|e| anyhow!("the name {name:?}: {e}"))?;
+            self.batch
+                .push(vocab, name)
+                .map_err(|e| anyhow!("the name {name:?}: {e}"))?;
         }
         Ok(())
     }
@@ -322,9 +324,10 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
     }
 
     /// Adds up the workers' gradients, applies Adam and refreshes the transposes, each
-    /// thread on its own share of the tensors ([`Layout::share`](microgpt_core::Layout::share)): first the sums and
-    /// their squares, then the update and the transposes of the same tensors, so that
-    /// no thread transposes weights that another has just written. A gradient that is
+    /// thread on its own share of the tensors
+    /// ([`Layout::share`](microgpt_core::Layout::share)): first the sums and their
+    /// squares, then the update and the transposes of the same tensors, so that no
+    /// thread transposes weights that another has just written. A gradient that is
     /// not finite is [`Diverged`], and then the weights are left as they were.
     fn update(&mut self, used: usize, lr: f64, hp: &AdamConfig) -> Result<()> {
         let layout = *self.params.weights().layout();
