@@ -2,11 +2,10 @@
 //!
 //! Names begin alike: 300,000 of microgpt's names from `data/micro.bin` begin with 2,632
 //! distinct prefixes of up to 3 letters, so most of their first steps were made before
-//! for another name. A step depends
-//! only on the tokens fed so far, so [`PrefixCache`] keeps what the steps after each
-//! short prefix left (a [`Replay`] state) and replays it when a later name begins with
-//! the same prefix: a copy of a few hundred bytes in place of a step, with the same
-//! bits. The step at position 0 is [`Names`](microgpt_core::Names)'s to keep, as it is
+//! for another name. A step depends only on the tokens fed so far, so [`PrefixCache`]
+//! keeps what the steps after each short prefix left (a [`Replay`] state) and replays it
+//! when a later name begins with the same prefix: a copy of a few hundred bytes in place
+//! of a step, with the same bits. The step at position 0 is [`Names`](microgpt_core::Names)'s to keep, as it is
 //! on the chip.
 
 use microgpt_core::{Dims, Error, Float, Replay, Sampling, Stepper};

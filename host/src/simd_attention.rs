@@ -35,8 +35,9 @@ pub fn serves(d: &Dims) -> bool {
 }
 
 thread_local! {
-    /// The transposed keys and values of [`forward`] and [`backward`], kept from call
-    /// to call: a fresh zeroed buffer at each call cost 2% of microgpt's schedule.
+    /// The transposed keys and values of `by_rows` (the forward of names past 16
+    /// positions) and of [`backward`], kept from call to call: a fresh zeroed buffer at
+    /// each call cost 2% of microgpt's schedule.
     static TRANSPOSED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
