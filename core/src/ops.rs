@@ -13,19 +13,36 @@ use crate::float::Float;
 pub const MAX_HEADS: usize = 64;
 use crate::kernels::Kernels;
 
-/// Token plus position embedding: `x0[r] = wte[token[r]] + wpe[pos[r]]`. (R, E)
+/// Token plus position embedding: `x0[r] = wte[token[r]] + wpe[pos[r]]`, or
+/// `wpe[pos[r]]` alone for the rows that token dropout drops: each with probability
+/// `drop_tokens`, drawn from `seed` as [`dropout_forward`] draws (0 drops none). Kept
+/// rows are not scaled up: an rmsnorm follows, which undoes any scale. (R, E)
 #[inline]
-pub fn encoder_forward<F: Float>(x0: &mut [F], rows: &[Row], wte: &[F], wpe: &[F], e: usize) {
-    for (x, row) in x0.chunks_exact_mut(e).zip(rows) {
-        let tok = &wte[row.token as usize * e..][..e];
+pub fn encoder_forward<F: Float>(
+    x0: &mut [F],
+    rows: &[Row],
+    wte: &[F],
+    wpe: &[F],
+    e: usize,
+    drop_tokens: f32,
+    seed: u64,
+) {
+    let mask = DropoutMask::<F>::new(drop_tokens, seed);
+    for (r, (x, row)) in x0.chunks_exact_mut(e).zip(rows).enumerate() {
         let pos = &wpe[row.pos as usize * e..][..e];
+        if mask.as_ref().is_some_and(|m| !m.kept(r)) {
+            x.copy_from_slice(pos);
+            continue;
+        }
+        let tok = &wte[row.token as usize * e..][..e];
         for ((x, &t), &p) in x.iter_mut().zip(tok).zip(pos) {
             *x = t + p;
         }
     }
 }
 
-/// Scatters `dx0` into the rows of the embeddings that each row read.
+/// Scatters `dx0` into the rows of the embeddings that each row read, with the
+/// [`encoder_forward`]'s token dropout (the same rate and seed).
 #[inline]
 pub fn encoder_backward<F: Float>(
     dwte: &mut [F],
@@ -33,10 +50,15 @@ pub fn encoder_backward<F: Float>(
     dx0: &[F],
     rows: &[Row],
     e: usize,
+    drop_tokens: f32,
+    seed: u64,
 ) {
-    for (d, row) in dx0.chunks_exact(e).zip(rows) {
-        let tok = &mut dwte[row.token as usize * e..][..e];
-        tok.iter_mut().zip(d).for_each(|(g, &d)| *g += d);
+    let mask = DropoutMask::<F>::new(drop_tokens, seed);
+    for (r, (d, row)) in dx0.chunks_exact(e).zip(rows).enumerate() {
+        if mask.as_ref().is_none_or(|m| m.kept(r)) {
+            let tok = &mut dwte[row.token as usize * e..][..e];
+            tok.iter_mut().zip(d).for_each(|(g, &d)| *g += d);
+        }
         let pos = &mut dwpe[row.pos as usize * e..][..e];
         pos.iter_mut().zip(d).for_each(|(g, &d)| *g += d);
     }
@@ -137,13 +159,15 @@ impl<F: Float> DropoutMask<F> {
         })
     }
 
+    /// Whether element (or row) `i` is kept.
+    #[inline]
+    fn kept(&self, i: usize) -> bool {
+        splitmix64(self.seed ^ i as u64) >> 40 >= self.threshold
+    }
+
     #[inline]
     fn at(&self, i: usize) -> F {
-        if splitmix64(self.seed ^ i as u64) >> 40 >= self.threshold {
-            self.keep
-        } else {
-            F::ZERO
-        }
+        if self.kept(i) { self.keep } else { F::ZERO }
     }
 }
 

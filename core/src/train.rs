@@ -9,12 +9,13 @@
 //! that each stage of the pass borrows in turn.
 //!
 //! ```text
-//! x0 = wte[tok] + wpe[pos];  resid = rmsnorm(x0)
+//! x0 = drop_token(wte[tok]) + wpe[pos];  resid = rmsnorm(x0)
 //! per layer: xin = resid
 //!            q,k,v = rmsnorm(xin)·(wq,wk,wv);  y = attention(q,k,v)
 //!            xmid  = drop(y·wo) + xin
 //!            resid = drop(relu(rmsnorm(xmid)·fc1)·fc2) + xmid
-//! (drop is dropout when training asks for it, else the identity)
+//! (drop is dropout when training asks for it, else the identity; drop_token zeroes
+//! a whole row's token embedding)
 //! logits = resid·lm_head;  loss = mean over rows of -log softmax(logits)[target]
 //! ```
 
@@ -178,23 +179,35 @@ pub fn forward<C: Config, F: Float, K: Kernels<F>>(
     forward_train::<C, F, K>(w, batch, acts, Dropout::NONE)
 }
 
-/// Dropout of the attention and MLP outputs of every block, during training.
+/// Dropout during training: of the attention and MLP outputs of every block, and of
+/// the token embeddings (a dropped row sees its position alone).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dropout {
-    /// The probability of zeroing an output; 0 turns dropout off.
+    /// The probability of zeroing a block's output; 0 turns this dropout off.
     pub rate: f32,
+    /// The probability of dropping a row's token embedding; 0 turns this dropout off.
+    pub tokens: f32,
     /// The seed of this step's masks; give each step (and each share of a batch) its own.
     pub seed: u64,
 }
 
 impl Dropout {
     /// No dropout.
-    pub const NONE: Dropout = Dropout { rate: 0.0, seed: 0 };
+    pub const NONE: Dropout = Dropout {
+        rate: 0.0,
+        tokens: 0.0,
+        seed: 0,
+    };
 
     /// The seed of the masks of block `l`'s attention output (`part` 0) or MLP output
     /// (`part` 1), for the forward and for the backward that draws them again.
     fn seed_of(&self, l: usize, part: u64) -> u64 {
         self.seed ^ ((2 * l as u64 + part) << 48)
+    }
+
+    /// The seed of the token mask, apart from every block's (`layers` is the model's).
+    fn tokens_seed(&self, layers: usize) -> u64 {
+        self.seed_of(layers, 0)
     }
 }
 
@@ -206,8 +219,8 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
     acts: &mut Acts<C, F>,
     dropout: Dropout,
 ) -> Result<F, Error> {
-    if !(0.0..1.0).contains(&dropout.rate) {
-        return Err(Error::Usage("the dropout rate must be in [0, 1)"));
+    if !(0.0..1.0).contains(&dropout.rate) || !(0.0..1.0).contains(&dropout.tokens) {
+        return Err(Error::Usage("dropout rates must be in [0, 1)"));
     }
     let d = w.dims();
     let rows = batch.rows();
@@ -217,7 +230,8 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
     let a = acts.view(r, &d);
 
     let x0 = &mut a.scratch[..r * e];
-    encoder_forward(x0, rows, w.wte(), w.wpe(), e);
+    let tokens_seed = dropout.tokens_seed(d.layers);
+    encoder_forward(x0, rows, w.wte(), w.wpe(), e, dropout.tokens, tokens_seed);
     rmsnorm_forward::<F, K>(a.resid, a.s0, x0, e);
     for l in 0..d.layers {
         let (lw, la) = (w.layer(l), LayerActs::carve(a.layers, l, r, &d));
@@ -340,14 +354,16 @@ pub fn backward<C: Config, F: Float, K: Kernels<F>>(
         K::matmul_backward(dln, &mut grads[g.wv], dv, ln1, lw.wv);
         rmsnorm_backward::<F, K>(a.dres, dln, la.xin, la.s1, e);
     }
-    // Embeddings: resid0 = rmsnorm(wte[token] + wpe[pos]).
+    // Embeddings: resid0 = rmsnorm(drop_token(wte[token]) + wpe[pos]).
     let mut s = &mut *a.scratch;
     let (x0, dx0) = (carve(&mut s, r * e), carve(&mut s, r * e));
-    encoder_forward(x0, rows, w.wte(), w.wpe(), e);
+    let tokens_seed = dropout.tokens_seed(d.layers);
+    encoder_forward(x0, rows, w.wte(), w.wpe(), e, dropout.tokens, tokens_seed);
     dx0.fill(F::ZERO);
     rmsnorm_backward::<F, K>(dx0, a.dres, x0, a.s0, e);
     let (dwte, rest) = grads.split_at_mut(layout.wte().end);
-    encoder_backward(dwte, &mut rest[..d.block * e], dx0, rows, e);
+    let dwpe = &mut rest[..d.block * e];
+    encoder_backward(dwte, dwpe, dx0, rows, e, dropout.tokens, tokens_seed);
     Ok(())
 }
 

@@ -125,13 +125,22 @@ fn check_finite_differences<C: Config>(names: &[&str]) {
 /// The same with dropout: with a fixed seed the masks are fixed, and the loss is a
 /// smooth function of the weights again.
 fn check_finite_differences_dropout<C: Config>(names: &[&str], dropout: Dropout) {
+    let n = C::DIMS.with_vocab(vocab_of(&NAMES).len()).num_params();
+    check_finite_differences_at::<C>(names, dropout, (0..n).step_by(n / 97 + 1).chain([n - 1]));
+}
+
+/// Central differences of the fused f64 loss with `dropout`, at the parameters `at`.
+fn check_finite_differences_at<C: Config>(
+    names: &[&str],
+    dropout: Dropout,
+    at: impl Iterator<Item = usize>,
+) {
     let vocab = vocab_of(&NAMES);
     let mut params = random_params::<C>(vocab.len(), 3);
     let (_, grads) = fused_grads_dropout::<C, f64>(&params, &vocab, names, dropout);
-    let n = grads.len();
     let h = 1e-5;
     let mut worst = 0.0f64;
-    for i in (0..n).step_by(n / 97 + 1).chain([n - 1]) {
+    for i in at {
         let x = params.as_slice()[i];
         params.as_mut_slice()[i] = x + h;
         let (up, _) = fused_grads_dropout::<C, f64>(&params, &vocab, names, dropout);
@@ -162,17 +171,34 @@ fn fused_backward_matches_finite_differences() {
 
 #[test]
 fn dropout_backward_matches_finite_differences() {
-    let dropout = Dropout {
-        rate: 0.3,
-        seed: 12345,
-    };
-    check_finite_differences_dropout::<Tiny>(&["emma", "isabella", "mia"], dropout);
-    // The masks do something: the loss differs from the loss without dropout.
+    let names = ["emma", "isabella", "mia"];
     let vocab = vocab_of(&NAMES);
     let params = random_params::<Tiny>(vocab.len(), 3);
-    let (with, _) = fused_grads_dropout::<Tiny, f64>(&params, &vocab, &["emma"], dropout);
-    let (without, _) = fused_grads::<Tiny, f64>(&params, &vocab, &["emma"]);
-    assert!((with - without).abs() > 1e-6, "{with} vs {without}");
+    let (without, _) = fused_grads::<Tiny, f64>(&params, &vocab, &names);
+    for (rate, tokens) in [(0.3, 0.0), (0.0, 0.3), (0.2, 0.3)] {
+        let dropout = Dropout {
+            rate,
+            tokens,
+            seed: 12345,
+        };
+        check_finite_differences_dropout::<Tiny>(&names, dropout);
+        // The masks do something: the loss differs from the loss without dropout.
+        let (with, _) = fused_grads_dropout::<Tiny, f64>(&params, &vocab, &names, dropout);
+        assert!((with - without).abs() > 1e-6, "{with} vs {without}");
+    }
+}
+
+/// Token dropout: every token embedding's gradient, those of the dropped rows' tokens
+/// included, matches the loss, whose dropped rows see their positions alone.
+#[test]
+fn token_dropout_backward_matches_finite_differences() {
+    let dropout = Dropout {
+        rate: 0.0,
+        tokens: 0.5,
+        seed: 99,
+    };
+    let wte = 0..vocab_of(&NAMES).len() * Tiny::DIMS.embd;
+    check_finite_differences_at::<Tiny>(&["emma", "isabella", "mia"], dropout, wte);
 }
 
 /// A batch's gradient is the row-weighted mean of its names' gradients.

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use microgpt_core::{
-    AdamConfig, Config, CoreStepper, Decoder, Kernels, Makemore, Micro, Names, Params, PyRandom,
-    Sampling, Scalar, Stepper, Transposed, Vocab,
+    AdamConfig, Config, CoreStepper, Decoder, Dropout, Kernels, Makemore, Micro, Names, Params,
+    PyRandom, Sampling, Scalar, Stepper, Transposed, Vocab,
 };
 
 use crate::dataset::{Dataset, split};
@@ -146,7 +146,7 @@ fn train_run<C: Config, K: Kernels<f32>>(
         if step == warmup {
             start = Instant::now();
         }
-        trainer.step(&data.vocab, names, hp.rate(step, total), &hp, 0.0)?;
+        trainer.step(&data.vocab, names, hp.rate(step, total), &hp, Dropout::NONE)?;
     }
     Ok((start.elapsed().as_secs_f64(), rows))
 }

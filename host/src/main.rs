@@ -43,7 +43,7 @@ struct Cli {
 enum Command {
     /// Train a model on a list of names (or any lines of text) and write its weights.
     #[command(after_help = shapes_help())]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Make up names with trained weights: exactly N lines on stdout.
     Sample(SampleArgs),
     /// Print the mean loss per predicted token (nats) of weights on a list of names.
@@ -143,6 +143,10 @@ struct TrainArgs {
     /// Dropout rate of every block's attention and MLP outputs, in training.
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
+    /// Probability of dropping a position's token embedding in training: the model
+    /// then sees only where it is in the name, and must guess from the other letters.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    token_dropout: f32,
     /// Shuffle the training names anew for every pass over them after the first
     /// (microgpt takes them in the same order every time).
     #[arg(long)]
@@ -342,7 +346,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => main_job(),
-        Some(Command::Train(a)) => cmd_train(a),
+        Some(Command::Train(a)) => cmd_train(*a),
         Some(Command::Sample(a)) => cmd_sample(a),
         Some(Command::Eval(a)) => cmd_eval(a),
         Some(Command::Quantize(a)) => cmd_quantize(a),
@@ -441,6 +445,7 @@ fn main_job() -> Result<()> {
         threads: None,
         adam: AdamConfig::MICROGPT,
         dropout: 0.0,
+        token_dropout: 0.0,
         reshuffle: false,
         out: None,
         plot: None,
@@ -515,6 +520,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             ..AdamConfig::MICROGPT
         },
         dropout: a.dropout,
+        token_dropout: a.token_dropout,
         reshuffle: a.reshuffle,
         out: Some(a.out.clone()),
         plot: a.plot,

@@ -302,21 +302,21 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
         Ok(())
     }
 
-    /// One step on the batch `names` with learning rate `lr` and the given dropout
-    /// rate: forward, backward, the reduction of the gradients, and Adam. Returns the
-    /// loss before the update. The dropout masks depend on the step's number alone.
+    /// One step on the batch `names` with learning rate `lr` and `dropout`: forward,
+    /// backward, the reduction of the gradients, and Adam. Returns the loss before the
+    /// update. The dropout masks depend on `dropout.seed` and the step's number alone.
     pub fn step(
         &mut self,
         vocab: &Vocab,
         names: &[&str],
         lr: f64,
         hp: &AdamConfig,
-        dropout: f32,
+        dropout: Dropout,
     ) -> Result<f64> {
         let w = view::<C, K>(&self.params, &self.transposed)?;
         let dropout = Dropout {
-            rate: dropout,
-            seed: u64::from(self.adam.steps()) << 24,
+            seed: dropout.seed ^ (u64::from(self.adam.steps()) << 24),
+            ..dropout
         };
         let (loss, used) = self.workers.step(&w, vocab, names, dropout)?;
         self.update(used, lr, hp)?;
@@ -449,7 +449,7 @@ mod tests {
         };
         for step in 0..steps {
             trainer
-                .step(&vocab, &NAMES, hp.rate(step, steps), &hp, 0.0)
+                .step(&vocab, &NAMES, hp.rate(step, steps), &hp, Dropout::NONE)
                 .unwrap();
         }
         trainer

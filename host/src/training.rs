@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use microgpt_core::{AdamConfig, Config, Kernels, Params, PyRandom, Scalar, Vocab};
+use microgpt_core::{AdamConfig, Config, Dropout, Kernels, Params, PyRandom, Scalar, Vocab};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::dataset::{Dataset, Order, split};
@@ -37,6 +37,8 @@ pub struct TrainOptions {
     pub adam: AdamConfig,
     /// The dropout rate of every block's attention and MLP outputs.
     pub dropout: f32,
+    /// The probability of dropping a row's token embedding, in training.
+    pub token_dropout: f32,
     /// Shuffle the training names anew for every pass over them after the first.
     pub reshuffle: bool,
     /// Where to write the trained weights (and `<out>.ckpt`).
@@ -214,6 +216,10 @@ fn train_with<C: Config, K: Kernels<f32>>(
         (0.0..1.0).contains(&opts.dropout),
         "--dropout must be in [0, 1)"
     );
+    ensure!(
+        (0.0..1.0).contains(&opts.token_dropout),
+        "--token-dropout must be in [0, 1)"
+    );
     data.warn_truncation::<C>();
     let vocab = data.vocab.clone();
     // The initial weights follow `seed`'s shuffle, as in microgpt; the split may come
@@ -293,7 +299,11 @@ fn train_with<C: Config, K: Kernels<f32>>(
                 &names,
                 opts.adam.rate(step, opts.steps),
                 &opts.adam,
-                opts.dropout,
+                Dropout {
+                    rate: opts.dropout,
+                    tokens: opts.token_dropout,
+                    seed: 0,
+                },
             )
             .map_err(|e| match e.downcast_ref::<Diverged>() {
                 Some(d) => diverged(&d.to_string()),

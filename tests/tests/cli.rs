@@ -548,6 +548,13 @@ fn bad_input_gets_a_clear_message() {
     train_small(d, &["--out", "w.bin"]);
     let err = fails(d, &["train", "--data", "names.txt", "--batch", "99"]);
     assert!(err.contains("--batch must be between 1 and 32"), "{err}");
+    for (option, rate) in [("--dropout", "1"), ("--token-dropout", "1.5")] {
+        let err = fails(d, &["train", "--data", "names.txt", option, rate]);
+        assert!(
+            err.contains(&format!("{option} must be in [0, 1)")),
+            "{err}"
+        );
+    }
     let mut bytes = fs::read(d.join("w.bin")).unwrap();
     bytes[5000] ^= 1;
     fs::write(d.join("flipped.bin"), &bytes).unwrap();
