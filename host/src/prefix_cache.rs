@@ -5,8 +5,8 @@
 //! for another name. A step depends only on the tokens fed so far, so [`PrefixCache`]
 //! keeps what the steps after each short prefix left (a [`Replay`] state) and replays it
 //! when a later name begins with the same prefix: a copy of a few hundred bytes in place
-//! of a step, with the same bits. The step at position 0 is [`Names`](microgpt_core::Names)'s to keep, as it is
-//! on the chip.
+//! of a step, with the same bits. The step at position 0 is
+//! [`Names`](microgpt_core::Names)'s to keep, as it is on the chip.
 
 use microgpt_core::{Dims, Error, Float, Replay, Sampling, Stepper};
 use rand_core::Rng;
