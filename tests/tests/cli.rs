@@ -143,7 +143,7 @@ fn sample_prints_exactly_the_names() {
 #[test]
 fn sample_fast_gives_the_exact_names_but_for_rounding() {
     let dir = tempfile::tempdir().unwrap();
-    for weights in ["data/micro.bin", "data/makemore.bin"] {
+    for weights in ["data/micro.bin", "data/makemore.bin", "data/large.int8"] {
         let weights = root().join(weights);
         let run = |fast: &[&str], prefix: &str| {
             let args = [

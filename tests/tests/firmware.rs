@@ -116,6 +116,13 @@ fn firmware_names_equal_host_names_int8() {
     firmware_names_equal_host_names("mps2-an386", Some(&quantize("makemore")));
 }
 
+/// The best model shipped, `large` in int8 (`data/large.int8`, 577 KB): it runs from the
+/// nRF52840's flash too, with the names of the host.
+#[test]
+fn firmware_names_equal_host_names_large_int8() {
+    firmware_names_equal_host_names("mps2-an386", Some(&root().join("data/large.int8")));
+}
+
 /// A model of another shipped shape, with a larger vocabulary than microgpt's (29
 /// tokens: a-z, space and comma) and a context of 64: the firmware picks its config from
 /// the weights alone.
