@@ -116,8 +116,8 @@ fn firmware_names_equal_host_names_int8() {
     firmware_names_equal_host_names("mps2-an386", Some(&quantize("makemore")));
 }
 
-/// The best model shipped, `large` in int8 (`data/large.int8`, 577 KB): it runs from the
-/// nRF52840's flash too, with the names of the host.
+/// The best model shipped, `large` in int8 (`data/large.int8`, 577 KB), within the
+/// nRF52840's flash and RAM that the mps2-an386 build is given.
 #[test]
 fn firmware_names_equal_host_names_large_int8() {
     firmware_names_equal_host_names("mps2-an386", Some(&root().join("data/large.int8")));
