@@ -248,7 +248,8 @@ enum ScheduleArg {
 
 #[derive(Args)]
 struct SampleArgs {
-    /// Weight file written by `microgpt train`.
+    /// Weight file written by `microgpt train`, or its int8 copy by `microgpt quantize`
+    /// (such as `data/large.int8`).
     #[arg(long)]
     weights: PathBuf,
     /// Names to print.
@@ -286,7 +287,8 @@ struct SampleArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// Weight file written by `microgpt train`.
+    /// Weight file written by `microgpt train`, or its int8 copy by `microgpt quantize`
+    /// (such as `data/large.int8`).
     #[arg(long)]
     weights: PathBuf,
     /// Names to score, one per line.
@@ -317,7 +319,8 @@ struct QuantizeArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// Weight file written by `microgpt train`.
+    /// Weight file written by `microgpt train`, or its int8 copy by `microgpt quantize`
+    /// (such as `data/large.int8`).
     #[arg(long)]
     weights: PathBuf,
     /// The safetensors file to write.
