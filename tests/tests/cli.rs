@@ -662,5 +662,10 @@ fn help_explains_every_command() {
     }
     assert!(help.contains("With no command, runs the main job"));
     let out = microgpt(root(), &["train", "--help"]);
-    assert!(text(&out.stdout).contains("--resume"));
+    let help = text(&out.stdout);
+    assert!(help.contains("--resume"));
+    // The help sends the reader to the shipped weights' commands: they must be there.
+    assert!(help.contains("data/README.md"), "{help}");
+    let recipes = std::fs::read_to_string(root().join("data/README.md")).unwrap();
+    assert!(recipes.contains("train --data data/names.txt --config large"));
 }
