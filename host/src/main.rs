@@ -235,7 +235,7 @@ fn shapes_help() -> String {
         "Model shapes in this build (any other combination of --embd, --heads, --layers and --block is refused):\n{}\n\n\
          The defaults are microgpt.py's schedule: one name a step. The commands that made the \
          shipped weights, with their losses and times, are in data/README.md; the best, `large` \
-         with --dropout and --token-dropout, trains for about 10 minutes on 2 cores.",
+         with --dropout and --token-dropout, trains for about 11 minutes on 2 cores.",
         shapes_list()
     )
 }

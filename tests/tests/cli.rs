@@ -667,5 +667,6 @@ fn help_explains_every_command() {
     // The help sends the reader to the shipped weights' commands: they must be there.
     assert!(help.contains("data/README.md"), "{help}");
     let recipes = std::fs::read_to_string(root().join("data/README.md")).unwrap();
-    assert!(recipes.contains("train --data data/names.txt --config large"));
+    let large = "train --data data/names.txt --config large";
+    assert!(recipes.contains(large), "data/README.md lacks `{large}`");
 }
