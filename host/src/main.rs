@@ -249,11 +249,13 @@ enum ScheduleArg {
     Cosine,
 }
 
+/// The help of `--weights` for the commands that read either weight format.
+const WEIGHTS_HELP: &str = "Weight file written by `microgpt train`, or its int8 copy by \
+                            `microgpt quantize` (such as `data/large.int8`)";
+
 #[derive(Args)]
 struct SampleArgs {
-    /// Weight file written by `microgpt train`, or its int8 copy by `microgpt quantize`
-    /// (such as `data/large.int8`).
-    #[arg(long)]
+    #[arg(long, help = WEIGHTS_HELP)]
     weights: PathBuf,
     /// Names to print.
     #[arg(long, default_value_t = 20)]
@@ -290,9 +292,7 @@ struct SampleArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// Weight file written by `microgpt train`, or its int8 copy by `microgpt quantize`
-    /// (such as `data/large.int8`).
-    #[arg(long)]
+    #[arg(long, help = WEIGHTS_HELP)]
     weights: PathBuf,
     /// Names to score, one per line.
     #[arg(long)]
@@ -322,9 +322,7 @@ struct QuantizeArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// Weight file written by `microgpt train`, or its int8 copy by `microgpt quantize`
-    /// (such as `data/large.int8`).
-    #[arg(long)]
+    #[arg(long, help = WEIGHTS_HELP)]
     weights: PathBuf,
     /// The safetensors file to write.
     #[arg(long, value_name = "FILE.safetensors")]
