@@ -24,9 +24,9 @@ use microgpt::safe_write::{check_outputs, write_atomic};
 use microgpt::training::{CheckpointPolicy, Interrupted, KernelsArg, TrainOptions, train};
 use microgpt::{parallel, reference, state_dict};
 
-const ABOUT: &str = "Train microgpt's GPT and make up names: microgpt.py's algorithm, about a thousand times faster.";
+const ABOUT: &str = "Train microgpt's GPT and make up names: microgpt.py's algorithm, trained about ten thousand times faster.";
 
-const LONG_ABOUT: &str = "Train microgpt's GPT and make up names: microgpt.py's algorithm, about a thousand times faster.
+const LONG_ABOUT: &str = "Train microgpt's GPT and make up names: microgpt.py's algorithm, trained about ten thousand times faster.
 
 With no command, runs the main job: trains microgpt's model on data/names.txt with \
 microgpt.py's schedule (1000 steps, one name per step, seed 42), prints 20 names at \
