@@ -21,7 +21,8 @@ use crate::model_file::{WeightBytes, params_of};
 use crate::parallel::ParallelTrainer;
 use crate::prefix_cache::PrefixCache;
 use crate::register_decoder::RegisterDecoder;
-use crate::simd::{Exact, Simd};
+use crate::simd::Simd;
+use crate::simd_exact::Exact;
 use crate::training::{Checkpoint, CheckpointPolicy, write_checkpoint};
 
 /// What to measure.

@@ -1,8 +1,9 @@
 //! The host side of microgpt-rs: SIMD kernels, data-parallel training, files, and the
 //! pieces of the `microgpt` command-line tool.
 //!
-//! Without the default feature `cli`, only the portable modules remain ([`simd`],
-//! [`dataset`] and [`aligned_bytes`]), which build for WebAssembly too.
+//! Without the default feature `cli`, only the portable modules remain (the kernels of
+//! the `simd` modules, the [`register_decoder`] and [`prefix_cache`], [`dataset`],
+//! [`first_inputs`] and [`aligned_bytes`]), which build for WebAssembly too.
 
 pub mod aligned_bytes;
 #[cfg(feature = "cli")]
@@ -27,6 +28,8 @@ pub mod register_decoder;
 pub mod safe_write;
 pub mod simd;
 pub mod simd_attention;
+pub mod simd_exact;
+pub mod simd_gemm;
 #[cfg(feature = "cli")]
 pub mod state_dict;
 #[cfg(feature = "cli")]

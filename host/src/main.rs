@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use microgpt::first_inputs;
 use microgpt::prefix_cache::PrefixCache;
 use microgpt::register_decoder::{self, RegisterDecoder};
-use microgpt::simd::{Exact, Simd};
+use microgpt::simd::Simd;
+use microgpt::simd_exact::Exact;
 use microgpt_core::weights_format::Encoding;
 use microgpt_core::{
     AdamConfig, Config, CoreStepper, Decoder, Dims, Names, PyRandom, Replay, Sampling, Scalar,

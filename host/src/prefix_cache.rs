@@ -140,7 +140,7 @@ impl<S: Replay> Stepper for PrefixCache<S> {
 mod tests {
     use super::*;
     use crate::register_decoder::RegisterDecoder;
-    use crate::simd::Exact;
+    use crate::simd_exact::Exact;
     use microgpt_core::python_random::randbelow;
     use microgpt_core::{Config, CoreStepper, Decoder, Micro, Mini, Params, PyRandom};
 

@@ -3,22 +3,23 @@
 //! `wide` picks its instructions at compile time: with `target-cpu=native` (set in
 //! `.cargo/config.toml`) an `f32x8` is one AVX register and `mul_add` is a fused
 //! multiply-add, whose rounding differs from the scalar kernels in the last bits. So
-//! these kernels serve training and the fast sampler. [`Exact`] gives the core's
-//! `Scalar` kernels' very bits, which the firmware has, with vector products that never
-//! fuse: `microgpt sample` uses it.
+//! these kernels serve training and the fast sampler.
+//! [`Exact`](crate::simd_exact::Exact) gives the core's `Scalar` kernels' very bits,
+//! which the firmware has, with vector products that never fuse: `microgpt sample` uses
+//! it.
 //!
-//! Every matrix product is one register-blocked kernel, `gemm`, that accumulates
-//! `out[a, :] += Σ_k coef(a, k) · vecs[k, :]` over rows of 16 lanes where the CPU has
-//! AVX-512, else 8: the forward product reads the transposed weights (`Matrix::t`), the
-//! input gradient the weights, and the weight gradient the inputs. No product needs a
-//! horizontal sum.
+//! Every matrix product is one register-blocked kernel, `gemm` (in
+//! [`crate::simd_gemm`]), that accumulates `out[a, :] += Σ_k coef(a, k) · vecs[k, :]`
+//! over rows of 16 lanes where the CPU has AVX-512, else 8: the forward product reads
+//! the transposed weights (`Matrix::t`), the input gradient the weights, and the weight
+//! gradient the inputs. No product needs a horizontal sum.
 
-use std::ops::Range;
-
-use microgpt_core::{AdamStep, Dims, Float, Kernels, Matrix, Row, Scalar, ops};
+use microgpt_core::{AdamStep, Dims, Kernels, Matrix, Row, Scalar, ops};
 use wide::{f32x4, f32x8, i32x8};
 
 use crate::simd_attention;
+use crate::simd_exact::sparse_or_dense;
+use crate::simd_gemm::{Coef, gemm};
 
 /// Kernels over 8 lanes of `f32`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -84,53 +85,6 @@ macro_rules! cephes_exp {
 cephes_exp!(exp, f32x8, i32x8);
 cephes_exp!(exp16, wide::f32x16, wide::i32x16);
 
-/// `libm`'s `expf` in 8 lanes, to the bit: its argument reduction `x = k·ln 2 + r` and
-/// its rational approximation on `r`, operation for operation, never fused, then the
-/// scaling by `2^k` in one multiply, as `scalbnf` does for the `k` of this range, and
-/// `1 + x` where `|x| ≤ 2⁻¹³` (the largest logit of every softmax). Where `expf` takes
-/// `k = 0` (`|x| ≤ ln 2 / 2`) the same formulas with `k = 0` make its bits. Lanes past
-/// that range (`|x| ≥ 87.34` or NaN, where `expf` scales in two steps or overflows) are
-/// `expf`'s own.
-#[inline(always)]
-fn exp_libm(x: f32x8) -> f32x8 {
-    // expf's constants, by their bits: ln 2 in two parts, 1 / ln 2, the polynomial.
-    const LN2_HI: f32 = f32::from_bits(0x3f31_7200);
-    const LN2_LO: f32 = f32::from_bits(0x35bf_be8e);
-    const INV_LN2: f32 = f32::from_bits(0x3fb8_aa3b);
-    const P1: f32 = f32::from_bits(0x3e2a_aa8f);
-    const P2: f32 = f32::from_bits(0xbb35_5215);
-    let bits: i32x8 = bytemuck::cast(x);
-    let hx = bits & i32x8::splat(0x7fff_ffff);
-    let negative = bits.simd_lt(i32x8::ZERO);
-    // Past 1.5 ln 2, k is x / ln 2 rounded half away from zero; from ln 2 / 2, ±1.
-    let half = bytemuck::cast::<_, f32x8>(negative).select(f32x8::splat(-0.5), f32x8::splat(0.5));
-    let far = (f32x8::splat(INV_LN2) * x + half).trunc_int();
-    let near = i32x8::splat(1) + negative + negative;
-    let k = hx.simd_gt(i32x8::splat(0x3f85_1592)).select(far, near);
-    let k = hx.simd_gt(i32x8::splat(0x3eb1_7218)).select(k, i32x8::ZERO);
-    let kf = k.round_float();
-    let hi = x - kf * f32x8::splat(LN2_HI);
-    let lo = kf * f32x8::splat(LN2_LO);
-    let r = hi - lo;
-    let rr = r * r;
-    let c = r - rr * (f32x8::splat(P1) + rr * f32x8::splat(P2));
-    let y = f32x8::ONE + (r * c / (f32x8::splat(2.0) - c) - lo + hi);
-    let scale: f32x8 = bytemuck::cast((k + i32x8::splat(127)) << 23);
-    let tiny: f32x8 = bytemuck::cast(!hx.simd_gt(i32x8::splat(0x3900_0000)));
-    let out = tiny.select(f32x8::ONE + x, y * scale);
-    let edge = hx.simd_gt(i32x8::splat(0x42ae_ac4f));
-    if !edge.any() {
-        return out;
-    }
-    let (mut out, x, edge) = (out.to_array(), x.to_array(), edge.to_array());
-    for ((o, &x), &e) in out.iter_mut().zip(&x).zip(&edge) {
-        if e != 0 {
-            *o = libm::expf(x);
-        }
-    }
-    f32x8::new(out)
-}
-
 /// Copies `src` into `dst`, both `n ≤ 8` long, in pieces of 4, 2 and 1 values. A loop
 /// of variable length, even element by element, becomes a call to `memcpy`, which for
 /// these few values cost more than the copy: the logits' softmax and product tails made
@@ -158,7 +112,7 @@ fn copy_short(dst: &mut [f32], src: &[f32], n: usize) {
 
 /// Up to 8 values in one register, `fill` past the end.
 #[inline(always)]
-fn padded(x: &[f32], fill: f32) -> f32x8 {
+pub(crate) fn padded(x: &[f32], fill: f32) -> f32x8 {
     let mut lanes = [fill; 8];
     copy_short(&mut lanes, x, x.len().min(8));
     f32x8::new(lanes)
@@ -166,7 +120,7 @@ fn padded(x: &[f32], fill: f32) -> f32x8 {
 
 /// The first `x.len()` (at most 8) lanes of `v`, stored in `x`: [`padded`]'s inverse.
 #[inline(always)]
-fn unpadded(x: &mut [f32], v: f32x8) {
+pub(crate) fn unpadded(x: &mut [f32], v: f32x8) {
     copy_short(x, v.as_array(), x.len().min(8));
 }
 
@@ -199,7 +153,7 @@ fn softmax_short<const R: usize>(rows: &mut [&mut [f32]; R]) {
 /// `R` rows of `W` registers loaded from `x` at `offsets`, `-inf` in the lanes that are
 /// not `live`.
 #[inline(always)]
-fn rows_masked<const R: usize, const W: usize>(
+pub(crate) fn rows_masked<const R: usize, const W: usize>(
     x: &[f32],
     offsets: [usize; R],
     live: [f32x8; W],
@@ -218,7 +172,7 @@ fn rows_masked<const R: usize, const W: usize>(
 /// first register on, as [`numerators`] takes it. Without NaN that is the row's
 /// largest value; a NaN in a later register hides its lane of the earlier ones.
 #[inline(always)]
-fn row_max<const W: usize>(v: &[f32x8; W]) -> f32 {
+pub(crate) fn row_max<const W: usize>(v: &[f32x8; W]) -> f32 {
     hmax(v[1..].iter().fold(v[0], |m, &v| m.fast_max(v)))
 }
 
@@ -273,7 +227,7 @@ fn rows_in_fours<'a>(
 /// `8·W`) of `x`: `four` rows at a time (their offsets), then the rest `one` at a time,
 /// each with the mask of the first `n` lanes of `W` registers.
 #[inline(always)]
-fn masked_rows<const W: usize>(
+pub(crate) fn masked_rows<const W: usize>(
     x: &mut [f32],
     stride: usize,
     n: usize,
@@ -292,303 +246,6 @@ fn masked_rows<const W: usize>(
     }
     for r in r..rows {
         one(x, [r * stride], live);
-    }
-}
-
-/// [`Scalar`]'s softmax of the first `n` (at most `8·W`) values of `R` rows of `x` at
-/// `offsets`, to the bit: each row in `W` registers, masked by `live`, the rows' steps
-/// interleaved so that their latencies overlap. The maximum of the live lanes equals the
-/// scalar fold's (a zero's sign, which the two may pick differently, changes no
-/// `x - max`'s exponential); the totals add up the lanes from the left. A row with a NaN
-/// is the scalar kernel's. The lanes past `n` are scratch, and are overwritten.
-#[inline(always)]
-fn softmax_exact_masked<const R: usize, const W: usize>(
-    x: &mut [f32],
-    offsets: [usize; R],
-    n: usize,
-    live: [f32x8; W],
-) {
-    let v = rows_masked(x, offsets, live);
-    if v.iter().flatten().any(|v| v.simd_ne(*v).any()) {
-        for &o in &offsets {
-            <Scalar as Kernels<f32>>::softmax(&mut x[o..o + n]);
-        }
-        return;
-    }
-    // Past `n`, a value in exp_libm's main range, not a slow edge.
-    let e: [[[f32; 8]; W]; R] = core::array::from_fn(|i| {
-        let max = f32x8::splat(row_max(&v[i]));
-        core::array::from_fn(|w| {
-            let shifted = live[w].select(v[i][w] - max, f32x8::splat(-1.0));
-            exp_libm(shifted).to_array()
-        })
-    });
-    let mut totals = [0.0f32; R];
-    for j in 0..n {
-        for (t, e) in totals.iter_mut().zip(&e) {
-            *t += e[j / 8][j % 8];
-        }
-    }
-    for ((&o, e), t) in offsets.iter().zip(e).zip(totals) {
-        for (w, e) in e.into_iter().enumerate() {
-            store(&mut x[o + 8 * w..], f32x8::new(e) * f32x8::splat(1.0 / t));
-        }
-    }
-}
-
-/// The coefficients of a product: `coef(a, k) = data[a * a_stride + k * k_stride]`.
-#[derive(Clone, Copy)]
-struct Coef<'a> {
-    data: &'a [f32],
-    a_stride: usize,
-    k_stride: usize,
-}
-
-/// `out[a, j] (+)= Σ_k coef(a, k) · vecs[k, j]` for `a < out.len() / width`,
-/// `k < vecs.len() / width`: a product of a small matrix of coefficients with a matrix
-/// of row vectors, both row major, `width` columns wide. `ADD` adds to `out`; without
-/// it `out` is overwritten (and never read).
-///
-/// Rows go in blocks of 6 and 16 columns: 12 independent accumulators that fill the
-/// two FMA pipes, for 2 loads and 6 broadcasts per 12 fused multiply-adds. A lone row
-/// splits the sum over `k` into 4 partial sums instead, so that its multiply-adds do
-/// not wait on each other.
-///
-/// Always inlined: once the backward's products called it too, it stopped being
-/// inlined into the forward's, and microgpt's schedule took 1.6% longer.
-#[inline(always)]
-fn gemm<const ADD: bool>(out: &mut [f32], width: usize, coef: Coef<'_>, vecs: &[f32]) {
-    gemm_in::<ADD, Widest>(out, width, coef, vecs)
-}
-
-/// [`gemm`] with registers of `V` for its widest blocks.
-fn gemm_in<const ADD: bool, V: Lanes>(out: &mut [f32], width: usize, coef: Coef<'_>, vecs: &[f32]) {
-    let (rows, ks) = (out.len() / width, vecs.len() / width);
-    if rows == 0 || ks == 0 {
-        return;
-    }
-    // Every access below stays inside these bounds, which the unchecked reads rely on.
-    assert!(out.len() == rows * width && vecs.len() == ks * width);
-    assert!((rows - 1) * coef.a_stride + (ks - 1) * coef.k_stride < coef.data.len());
-    let mut a = 0;
-    while a + 6 <= rows {
-        gemm_rows::<ADD, 6, 1, V>(out, width, a, coef, vecs, 0..ks);
-        a += 6;
-    }
-    while a + 2 <= rows {
-        gemm_rows::<ADD, 2, 2, V>(out, width, a, coef, vecs, 0..ks);
-        a += 2;
-    }
-    if a < rows {
-        gemm_rows::<ADD, 1, 4, V>(out, width, a, coef, vecs, 0..ks);
-    }
-}
-
-/// A register of lanes for [`gemm_cols`]: the product's one need of a vector type.
-trait Lanes: Copy {
-    /// Lanes per register.
-    const N: usize;
-    const ZERO: Self;
-    fn splat(x: f32) -> Self;
-    fn load(s: &[f32]) -> Self;
-    fn store(self, s: &mut [f32]);
-    fn mul_add(self, a: Self, b: Self) -> Self;
-    fn add(self, b: Self) -> Self;
-    /// The product, rounded on its own (never fused with an addition).
-    fn mul(self, b: Self) -> Self;
-}
-
-/// [`Lanes`] for one of `wide`'s float vectors of `$n` lanes.
-macro_rules! lanes {
-    ($v:ty, $n:literal) => {
-        impl Lanes for $v {
-            const N: usize = $n;
-            const ZERO: Self = <$v>::ZERO;
-            #[inline(always)]
-            fn splat(x: f32) -> Self {
-                <$v>::splat(x)
-            }
-            #[inline(always)]
-            fn load(s: &[f32]) -> Self {
-                <$v>::new(s[..$n].try_into().expect("a slice of N lanes"))
-            }
-            #[inline(always)]
-            fn store(self, s: &mut [f32]) {
-                s[..$n].copy_from_slice(self.as_array());
-            }
-            #[inline(always)]
-            fn mul_add(self, a: Self, b: Self) -> Self {
-                <$v>::mul_add(self, a, b)
-            }
-            #[inline(always)]
-            fn add(self, b: Self) -> Self {
-                self + b
-            }
-            #[inline(always)]
-            fn mul(self, b: Self) -> Self {
-                self * b
-            }
-        }
-    };
-}
-lanes!(f32x8, 8);
-#[cfg(target_feature = "avx512f")]
-lanes!(wide::f32x16, 16);
-
-/// The widest registers of [`gemm`]: one AVX-512 register where the CPU has them (twice
-/// the columns per instruction), else one AVX register. (`wide`'s 16 lanes without
-/// AVX-512 are two AVX registers, and 6 rows of them would not fit the register file.)
-#[cfg(target_feature = "avx512f")]
-type Widest = wide::f32x16;
-#[cfg(not(target_feature = "avx512f"))]
-type Widest = f32x8;
-
-/// [`gemm`] for the `A` output rows from `a0`, with the sum over `k` split into `P`
-/// partial sums: blocks of two registers of the widest lanes, then of one, then of 8
-/// lanes, then the scalar tail. Every lane adds its products in the same order whatever
-/// the register width, so the width changes the speed, not the bits.
-#[inline(always)]
-fn gemm_rows<const ADD: bool, const A: usize, const P: usize, V: Lanes>(
-    out: &mut [f32],
-    width: usize,
-    a0: usize,
-    coef: Coef<'_>,
-    vecs: &[f32],
-    ks: Range<usize>,
-) {
-    let j = gemm_cols::<ADD, A, P, V>(out, width, a0, coef, vecs, ks.clone(), 0);
-    let j = if V::N > 8 {
-        gemm_cols::<ADD, A, P, f32x8>(out, width, a0, coef, vecs, ks.clone(), j)
-    } else {
-        j
-    };
-    if j < width {
-        gemm_tail::<ADD, A>(out, width, a0, coef, vecs, ks, j);
-    }
-}
-
-/// The last columns of [`gemm_rows`], from `j`: fewer than 8 (the 27 logits leave 3).
-/// Each step is a product and then a sum, never fused, in the order of `k`, as in a
-/// scalar loop over the columns, so the bits are that loop's. But a row's columns share
-/// one register (its lanes past `width` take the next vector's values, dropped at the
-/// end), and the rows' registers are independent chains: the scalar loop waited on one
-/// chain of dependent sums at a time, a third of microgpt's forward products.
-#[inline(always)]
-fn gemm_tail<const ADD: bool, const A: usize>(
-    out: &mut [f32],
-    width: usize,
-    a0: usize,
-    coef: Coef<'_>,
-    vecs: &[f32],
-    ks: Range<usize>,
-    j: usize,
-) {
-    let n = width - j;
-    let at = |a: usize| (a0 + a) * width + j;
-    let mut acc: [f32x8; A] = core::array::from_fn(|r| {
-        if ADD {
-            padded(&out[at(r)..][..n], 0.0)
-        } else {
-            f32x8::ZERO
-        }
-    });
-    for k in ks {
-        let row = &vecs[k * width + j..];
-        let v = if row.len() >= 8 {
-            load(row)
-        } else {
-            padded(row, 0.0)
-        };
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let c = coef.data[(a0 + r) * coef.a_stride + k * coef.k_stride];
-            *acc += f32x8::splat(c) * v;
-        }
-    }
-    for (r, acc) in acc.into_iter().enumerate() {
-        unpadded(&mut out[at(r)..][..n], acc);
-    }
-}
-
-/// The columns from `j` of [`gemm_rows`] in blocks of two registers of `V`, then of
-/// one; returns the first column left.
-#[inline(always)]
-fn gemm_cols<const ADD: bool, const A: usize, const P: usize, V: Lanes>(
-    out: &mut [f32],
-    width: usize,
-    a0: usize,
-    coef: Coef<'_>,
-    vecs: &[f32],
-    ks: Range<usize>,
-    mut j: usize,
-) -> usize {
-    while j + 2 * V::N <= width {
-        gemm_block::<ADD, A, P, 2, V>(out, width, a0, coef, vecs, ks.clone(), j);
-        j += 2 * V::N;
-    }
-    if j + V::N <= width {
-        gemm_block::<ADD, A, P, 1, V>(out, width, a0, coef, vecs, ks, j);
-        j += V::N;
-    }
-    j
-}
-
-/// One block of [`gemm_cols`]: `R` registers of `V` from column `j`, for each of the `A`
-/// rows and `P` partial sums (`A · P · R` accumulators).
-#[inline(always)]
-fn gemm_block<const ADD: bool, const A: usize, const P: usize, const R: usize, V: Lanes>(
-    out: &mut [f32],
-    width: usize,
-    a0: usize,
-    coef: Coef<'_>,
-    vecs: &[f32],
-    ks: Range<usize>,
-    j: usize,
-) {
-    let (k_start, ks) = (ks.start, ks.end);
-    let (sa, sk, n) = (coef.a_stride, coef.k_stride, V::N);
-    // SAFETY (both): `gemm` checked that rows `a0..a0 + A` of `out`, rows `0..ks` of
-    // `vecs` and the coefficients of those rows and of `k < ks` are in bounds, and the
-    // block's `R · n` columns from `j` are within `width`.
-    let c = |a: usize, k: usize| V::splat(unsafe { *coef.data.get_unchecked(a * sa + k * sk) });
-    let v = |k: usize, j: usize| {
-        V::load(unsafe { vecs.get_unchecked(k * width + j..k * width + j + n) })
-    };
-    let at = |a: usize, i: usize| (a0 + a) * width + j + i * n;
-    let mut acc = [[[V::ZERO; R]; A]; P];
-    if ADD {
-        for (r, acc) in acc[0].iter_mut().enumerate() {
-            *acc = core::array::from_fn(|i| V::load(&out[at(r, i)..]));
-        }
-    }
-    // One pass over `k` for a partial sum each, then the rest into the first.
-    let mut k = k_start;
-    while k + P <= ks {
-        for (p, acc) in acc.iter_mut().enumerate() {
-            let vs: [V; R] = core::array::from_fn(|i| v(k + p, j + i * n));
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let c = c(a0 + r, k + p);
-                for (acc, &v) in acc.iter_mut().zip(&vs) {
-                    *acc = c.mul_add(v, *acc);
-                }
-            }
-        }
-        k += P;
-    }
-    for k in k..ks {
-        let vs: [V; R] = core::array::from_fn(|i| v(k, j + i * n));
-        for (r, acc) in acc[0].iter_mut().enumerate() {
-            let c = c(a0 + r, k);
-            for (acc, &v) in acc.iter_mut().zip(&vs) {
-                *acc = c.mul_add(v, *acc);
-            }
-        }
-    }
-    for r in 0..A {
-        for i in 0..R {
-            acc.iter()
-                .fold(V::ZERO, |x, p| x.add(p[r][i]))
-                .store(&mut out[at(r, i)..]);
-        }
     }
 }
 
@@ -645,10 +302,10 @@ fn divide(x: &mut [f32], totals: f32x8, tail: f32x8) {
 }
 
 /// [`Kernels::relu_forward`] 8 lanes at a time, with its bits: `maxps(0, x)` is
-/// `0 > x ? 0 : x`, as [`Float::max`] is, NaN and `-0` included. The scalar loop's
+/// `0 > x ? 0 : x`, as [`Float::max`](microgpt_core::Float::max) is, NaN and `-0` included. The scalar loop's
 /// stores only where `x < 0` become a masked vector store, which AMD's Zen 2 runs in
 /// microcode: this stores every value.
-fn relu_forward(x: &mut [f32]) {
+pub(crate) fn relu_forward(x: &mut [f32]) {
     let split = x.len() - x.len() % 8;
     for c in x[..split].chunks_exact_mut(8) {
         store(c, f32x8::ZERO.fast_max(load(c)));
@@ -967,205 +624,10 @@ fn matmul_backward<const ADD: bool>(
     );
 }
 
-/// The core's [`Scalar`] kernels to the bit, with the matrix-vector product 8 rows at
-/// a time: lane `r` of a vector sums row `r` from left to right from zero, with a
-/// multiply and an add (never a fused multiply-add), exactly as [`Scalar`]'s `dot`
-/// does, so every output has the same bits. It reads the transposed weights
-/// ([`Matrix::t`]), so that the 8 rows' weights of one input are 8 neighbours. Sampling
-/// with it prints the firmware's names, only faster.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Exact;
-
-impl Kernels<f32> for Exact {
-    const PREFERS_TRANSPOSED: bool = true;
-
-    fn relu_forward(x: &mut [f32]) {
-        relu_forward(x);
-    }
-
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
-        <Scalar as Kernels<f32>>::dot(a, b)
-    }
-
-    fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-        <Scalar as Kernels<f32>>::axpy(alpha, x, y)
-    }
-
-    /// [`Scalar`]'s numerators with the maximum and the exponentials (`exp_libm`) 8 at
-    /// a time; the division that follows is [`Scalar`]'s, the total left to right. The
-    /// maximum is the same in any order (both ignore NaN; a zero of either sign
-    /// subtracts to the same exponential).
-    fn softmax_numerators(x: &mut [f32]) {
-        let mut chunks = x.chunks_exact(8);
-        let lanes = (&mut chunks).fold(f32x8::splat(f32::NEG_INFINITY), |m, c| m.max(load(c)));
-        let max = (chunks.remainder().iter()).fold(hmax(lanes), |m, &v| Float::max(m, v));
-        let mut chunks = x.chunks_exact_mut(8);
-        for chunk in &mut chunks {
-            store(chunk, exp_libm(load(chunk) - f32x8::splat(max)));
-        }
-        let tail = chunks.into_remainder();
-        if !tail.is_empty() {
-            // Lanes past the end hold a value in exp_libm's main range, not a slow edge.
-            unpadded(tail, exp_libm(padded(tail, max - 1.0) - f32x8::splat(max)));
-        }
-    }
-
-    /// Rows of up to 16 values in whole rows, as attention's are, 4 rows at a time
-    /// (`softmax_exact_masked`, in one register a row up to 8 values, else two); other
-    /// rows one by one.
-    fn softmax_rows(x: &mut [f32], stride: usize, n: usize) {
-        /// The rows in `W` registers each, 4 at a time, then one by one.
-        fn in_registers<const W: usize>(x: &mut [f32], stride: usize, n: usize) {
-            masked_rows(
-                x,
-                stride,
-                n,
-                |x, rows, live| softmax_exact_masked::<4, W>(x, rows, n, live),
-                |x, rows, live| softmax_exact_masked::<1, W>(x, rows, n, live),
-            );
-        }
-        let whole = x.len().is_multiple_of(stride);
-        if whole && stride >= 8 && n <= 8 {
-            in_registers::<1>(x, stride, n);
-        } else if whole && stride >= 16 && n <= 16 {
-            in_registers::<2>(x, stride, n);
-        } else {
-            for row in x.chunks_mut(stride) {
-                let n = n.min(row.len());
-                Self::softmax(&mut row[..n]);
-            }
-        }
-    }
-
-    fn rmsnorm(out: &mut [f32], x: &[f32]) -> f32 {
-        <Scalar as Kernels<f32>>::rmsnorm(out, x)
-    }
-
-    fn matvec_sparse(out: &mut [f32], m: Matrix<'_, f32>, x: &[f32]) {
-        sparse_or_dense::<Self>(out, m, x)
-    }
-
-    fn matvec(out: &mut [f32], m: Matrix<'_, f32>, x: &[f32]) {
-        let Some(t) = m.t else {
-            return <Scalar as Kernels<f32>>::matvec(out, m, x);
-        };
-        let (rows, x) = (m.rows().min(out.len()), &x[..m.cols.min(x.len())]);
-        // Whole registers of the widest lanes, then of 8 (none left when they are the
-        // same), then one row at a time.
-        let r = exact_rows::<Widest>(out, t, m.rows(), x, 0, rows);
-        let r = exact_rows::<f32x8>(out, t, m.rows(), x, r, rows);
-        for (o, row) in out[r..rows]
-            .iter_mut()
-            .zip(m.w.chunks_exact(m.cols).skip(r))
-        {
-            *o = <Scalar as Kernels<f32>>::dot(row, x);
-        }
-    }
-}
-
-/// `matvec_sparse` of [`Simd`] and [`Exact`]: [`exact_sparse`] for more than 64 inputs,
-/// else `K`'s dense product. On microgpt's 64 inputs the dense product measured faster
-/// (300,000 exact names in 1.06 s against 1.13 s); on makemore's 256 the sparse one
-/// (20,000 names in 2.00 s against 2.34 s exact, 1.90 s against 2.26 s with `--fast`).
-#[inline(always)]
-fn sparse_or_dense<K: Kernels<f32>>(out: &mut [f32], m: Matrix<'_, f32>, x: &[f32]) {
-    match m.t {
-        Some(t) if x.len() > 64 => exact_sparse(out, t, m.rows(), &x[..m.cols.min(x.len())]),
-        _ => K::matvec(out, m, x),
-    }
-}
-
-/// The product of the transpose `t` (`x.len()` rows of `n_out`) and `x`, skipping the
-/// zeros: [`Scalar`]'s bits (see [`Kernels::matvec_sparse`]). The inputs that are not
-/// zero are listed first, with no branch for each: which of relu's outputs are zero is
-/// a coin toss that the branch predictor loses. Then each register of 8 rows adds their
-/// products, in order, in a register.
-#[inline(never)]
-fn exact_sparse(out: &mut [f32], t: &[f32], n_out: usize, x: &[f32]) {
-    const BLOCK: usize = 256;
-    let rows = n_out.min(out.len());
-    let split = rows - rows % 8;
-    out[..rows].fill(0.0);
-    let mut listed = [0u32; BLOCK];
-    for (b, xb) in x.chunks(BLOCK).enumerate() {
-        let mut n = 0;
-        for (k, &xk) in xb.iter().enumerate() {
-            // `n ≤ k`: the slot is in bounds, and a zero's is taken by the next input.
-            listed[n] = (b * BLOCK + k) as u32;
-            n += usize::from(xk != 0.0);
-        }
-        let listed = &listed[..n];
-        for c in (0..split).step_by(8) {
-            let mut acc = load(&out[c..]);
-            for &k in listed {
-                let k = k as usize;
-                acc += load(&t[k * n_out + c..]) * f32x8::splat(x[k]);
-            }
-            store(&mut out[c..], acc);
-        }
-        for (r, o) in out[split..rows].iter_mut().enumerate() {
-            for &k in listed {
-                let k = k as usize;
-                *o += t[k * n_out + split + r] * x[k];
-            }
-        }
-    }
-}
-
-/// [`Exact::matvec`] for the rows from `r` on, `V::N` at a time while whole registers
-/// fill them, up to `rows`: each lane adds up its row's products from left to right,
-/// each product rounded, as [`Scalar::dot`] does. `t` is the transpose (`x.len()` rows
-/// of `n_out`). Returns the first row not done.
-///
-/// A lane's sum is a chain of dependent additions, as long as the row, so the time goes
-/// in waiting for the adder. Up to four registers go through the inputs together, so
-/// that four chains wait at once instead of one after the other.
-#[inline(always)]
-fn exact_rows<V: Lanes>(
-    out: &mut [f32],
-    t: &[f32],
-    n_out: usize,
-    x: &[f32],
-    mut r: usize,
-    rows: usize,
-) -> usize {
-    while r + 4 * V::N <= rows {
-        exact_registers::<V, 4>(out, t, n_out, x, r);
-        r += 4 * V::N;
-    }
-    match (rows - r) / V::N {
-        3 => exact_registers::<V, 3>(out, t, n_out, x, r),
-        2 => exact_registers::<V, 2>(out, t, n_out, x, r),
-        1 => exact_registers::<V, 1>(out, t, n_out, x, r),
-        _ => return r,
-    }
-    r + (rows - r) / V::N * V::N
-}
-
-/// The rows `r..r + R·V::N` of [`exact_rows`], `R` registers side by side.
-#[inline(always)]
-fn exact_registers<V: Lanes, const R: usize>(
-    out: &mut [f32],
-    t: &[f32],
-    n_out: usize,
-    x: &[f32],
-    r: usize,
-) {
-    let mut acc = [V::ZERO; R];
-    for (k, &xk) in x.iter().enumerate() {
-        let (xk, row) = (V::splat(xk), &t[k * n_out + r..]);
-        for (j, acc) in acc.iter_mut().enumerate() {
-            *acc = acc.add(V::load(&row[j * V::N..]).mul(xk));
-        }
-    }
-    for (j, acc) in acc.into_iter().enumerate() {
-        acc.store(&mut out[r + j * V::N..]);
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::simd_exact::Exact;
     use microgpt_core::{
         Batch, Config, Makemore, Micro, Params, PyRandom, Trainer, Transposed, Vocab, backward,
         forward,
@@ -1181,113 +643,16 @@ pub(crate) mod tests {
         (0..n).map(|_| rng.random() as f32 * 2.0 - 1.0).collect()
     }
 
-    fn rel(a: &[f32], b: &[f32]) -> f32 {
+    pub(crate) fn rel(a: &[f32], b: &[f32]) -> f32 {
         let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
         a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
     }
 
-    fn transpose(w: &[f32], cols: usize) -> Vec<f32> {
+    pub(crate) fn transpose(w: &[f32], cols: usize) -> Vec<f32> {
         let rows = w.len() / cols;
         (0..rows * cols)
             .map(|i| w[(i % rows) * cols + i / rows])
             .collect()
-    }
-
-    /// [`Exact`] is [`Scalar`] to the bit, for every shape of product the models have,
-    /// for rows that do not fill a vector, and where it skips the zeros of the input.
-    #[test]
-    fn exact_products_are_the_scalar_bits() {
-        let mut rng = PyRandom::new(11);
-        // These are the MLP's second product, with most inputs zero (of both signs), as
-        // relu leaves them: dense for microgpt's 64 inputs, skipping the zeros for
-        // makemore's 256 and, in two blocks of the list, `large`'s 384.
-        let sparse_shapes =
-            [(16, 64), (64, 256), (21, 256), (96, 384), (13, 300)].map(|(r, c)| (r, c, true));
-        let dense_shapes = [
-            (16, 16),
-            (64, 16),
-            (16, 64),
-            (27, 16),
-            (256, 64),
-            (3, 5),
-            (9, 32),
-            // Every count of registers side by side, and the rows left after them.
-            (32, 16),
-            (48, 16),
-            (120, 8),
-        ]
-        .map(|(r, c)| (r, c, false));
-        for (rows, cols, sparse) in dense_shapes.into_iter().chain(sparse_shapes) {
-            let w = random(&mut rng, rows * cols);
-            let mut x = random(&mut rng, cols);
-            for (i, v) in x
-                .iter_mut()
-                .enumerate()
-                .filter(|(i, _)| sparse && i % 7 != 3)
-            {
-                *v = if i % 2 == 0 { 0.0 } else { -0.0 };
-            }
-            let t = transpose(&w, cols);
-            let (mut want, mut got) = (vec![0.0; rows], vec![f32::NAN; rows]);
-            <Scalar as Kernels<f32>>::matvec(&mut want, Matrix::new(&w, cols), &x);
-            let m = Matrix {
-                w: &w,
-                t: Some(&t),
-                cols,
-            };
-            if sparse {
-                Exact::matvec_sparse(&mut got, m, &x);
-            } else {
-                Exact::matvec(&mut got, m, &x);
-            }
-            assert_eq!(bits(&got), bits(&want), "{rows} x {cols}, sparse: {sparse}");
-        }
-    }
-
-    /// Names drawn with [`Exact`] are the names of [`Scalar`], the firmware's kernels,
-    /// for both model sizes and many seeds.
-    #[test]
-    fn exact_sampling_draws_the_scalar_names() {
-        fn names<C: Config, K: Kernels<f32>>(
-            w: &microgpt_core::Weights<'_, C>,
-            vocab: &Vocab,
-        ) -> Vec<String> {
-            let mut decoder: Box<microgpt_core::Decoder<C>> = bytemuck::zeroed_box();
-            let sampling = microgpt_core::Sampling::new(0.8);
-            (0..40)
-                .map(|seed| {
-                    let (mut rng, mut name) = (PyRandom::new(seed), String::new());
-                    microgpt_core::generate::<C, f32, K, _, _>(
-                        &mut decoder,
-                        w,
-                        vocab,
-                        &mut rng,
-                        &sampling,
-                        "",
-                        &mut name,
-                    )
-                    .unwrap();
-                    name
-                })
-                .collect()
-        }
-        fn agree<C: Config>() {
-            let vocab = Vocab::from_chars("abcdefghijklmnopqrstuvwxyz".chars()).unwrap();
-            let mut p: Box<Params<C>> = bytemuck::zeroed_box();
-            p.init(vocab.len(), &mut PyRandom::new(7)).unwrap();
-            let w = p.weights();
-            let mut t: Box<Transposed<C>> = bytemuck::zeroed_box();
-            t.refresh::<Simd>(&w);
-            let wt = w.with_transposed(&t).unwrap();
-            assert_eq!(
-                names::<C, Exact>(&wt, &vocab),
-                names::<C, Scalar>(&w, &vocab),
-                "{}",
-                C::NAME
-            );
-        }
-        agree::<Micro>();
-        agree::<Makemore>();
     }
 
     #[test]
@@ -1377,64 +742,6 @@ pub(crate) mod tests {
         let mut p = [0.0f32, -200.0, -1e30, f32::MIN];
         Simd::softmax(&mut p);
         assert_eq!(p, [1.0, 0.0, 0.0, 0.0]);
-    }
-
-    /// The exact softmaxes are the scalar ones, bit for bit: single rows of every length
-    /// and rows of attention scores (1 to 9 rows of every length up to the context),
-    /// with infinities, NaN, zeros of both signs and ties among them.
-    #[test]
-    fn exact_softmaxes_are_the_scalar_bits() {
-        let mut rng = PyRandom::new(4);
-        let odd = [
-            f32::NEG_INFINITY,
-            f32::INFINITY,
-            f32::NAN,
-            0.0,
-            -0.0,
-            3.0,
-            3.0,
-        ];
-        for case in 0..400 {
-            let (n, rows) = (1 + case % 16, 1 + case / 16 % 9);
-            let mut x: Vec<f32> = random(&mut rng, rows * 16)
-                .iter()
-                .map(|v| v * 40.0)
-                .collect();
-            if case % 3 == 0 {
-                x[case % (rows * 16)] = odd[case / 3 % odd.len()];
-                x[(case * 7) % (rows * 16)] = odd[case % odd.len()];
-            }
-            let (mut a, mut b) = (x.clone(), x.clone());
-            <Scalar as Kernels<f32>>::softmax_rows(&mut a, 16, n);
-            Exact::softmax_rows(&mut b, 16, n);
-            for (ra, rb) in a.chunks(16).zip(b.chunks(16)) {
-                assert_eq!(bits(&ra[..n]), bits(&rb[..n]), "{rows} rows of {n}: {x:?}");
-            }
-            let m = 1 + case % 40;
-            let (mut a, mut b) = (x[..m.min(x.len())].to_vec(), x[..m.min(x.len())].to_vec());
-            <Scalar as Kernels<f32>>::softmax(&mut a);
-            Exact::softmax(&mut b);
-            assert_eq!(bits(&a), bits(&b), "softmax of {m}");
-        }
-    }
-
-    /// The exact vector exp is libm's `expf`, bit for bit, on every 13th `f32` (all
-    /// exponents, both signs, NaN and the infinities among them) and in every lane.
-    #[test]
-    fn exact_exp_is_libm_on_every_13th_float() {
-        let mut lanes = [0f32; 8];
-        for start in (0..=u32::MAX - 104).step_by(104) {
-            for (l, v) in lanes.iter_mut().enumerate() {
-                *v = f32::from_bits(start + 13 * l as u32);
-            }
-            for (got, &x) in exp_libm(f32x8::new(lanes)).to_array().iter().zip(&lanes) {
-                let want = libm::expf(x);
-                assert!(
-                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                    "{x:e}: {got:e} against {want:e}"
-                );
-            }
-        }
     }
 
     /// `round_half_away!` is `round` on every float of either sign up to 128 in size,
@@ -1615,26 +922,6 @@ pub(crate) mod tests {
         assert!(rel(&p, &p0) < 1e-6);
     }
 
-    /// The widest registers (AVX-512 where the CPU has them) give the bits of 8 lanes.
-    /// (Without AVX-512 both are 8 lanes, and this holds trivially.)
-    #[test]
-    fn register_width_changes_no_bits() {
-        let mut rng = PyRandom::new(3);
-        for (rows, ks, width) in [(7, 16, 96), (13, 40, 61), (1, 9, 45), (6, 96, 384)] {
-            let (coef, vecs) = (random(&mut rng, rows * ks), random(&mut rng, ks * width));
-            let coef = Coef {
-                data: &coef,
-                a_stride: ks,
-                k_stride: 1,
-            };
-            let start = random(&mut rng, rows * width);
-            let (mut wide, mut narrow) = (start.clone(), start);
-            gemm_in::<true, Widest>(&mut wide, width, coef, &vecs);
-            gemm_in::<true, f32x8>(&mut narrow, width, coef, &vecs);
-            assert_eq!(wide, narrow, "{rows}x{ks}x{width}");
-        }
-    }
-
     /// A tail of every length up to 8 goes into a register with the fill past it, and
     /// back out without touching what follows it.
     #[test]
@@ -1651,45 +938,6 @@ pub(crate) mod tests {
                 out[n..].iter().all(|&v| v == 0.0),
                 "unpadded past {n} values"
             );
-        }
-    }
-
-    /// The columns past the last whole register (the 3 past 24 of 27 logits) have the
-    /// bits of a scalar loop that multiplies, then adds, in the order of `k`, with and
-    /// without a start to add to, for blocks of 6, 2 and 1 rows, and with the vectors'
-    /// last row ending the slice.
-    #[test]
-    fn tail_columns_are_a_scalar_loop_to_the_bit() {
-        let mut rng = PyRandom::new(5);
-        for (rows, ks, width) in [(7, 16, 27), (9, 64, 27), (3, 5, 3), (1, 40, 13), (6, 9, 45)] {
-            let (c, vecs) = (random(&mut rng, rows * ks), random(&mut rng, ks * width));
-            let coef = Coef {
-                data: &c,
-                a_stride: ks,
-                k_stride: 1,
-            };
-            let tail = width - width % 8..width;
-            let start = random(&mut rng, rows * width);
-            for add in [false, true] {
-                let mut got = start.clone();
-                if add {
-                    gemm::<true>(&mut got, width, coef, &vecs);
-                } else {
-                    gemm::<false>(&mut got, width, coef, &vecs);
-                }
-                for (r, j) in (0..rows).flat_map(|r| tail.clone().map(move |j| (r, j))) {
-                    let mut s = if add { start[r * width + j] } else { 0.0 };
-                    for k in 0..ks {
-                        s += c[r * ks + k] * vecs[k * width + j];
-                    }
-                    let at = r * width + j;
-                    assert_eq!(
-                        got[at].to_bits(),
-                        s.to_bits(),
-                        "{rows}x{ks}x{width} ({r}, {j})"
-                    );
-                }
-            }
         }
     }
 
