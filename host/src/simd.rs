@@ -302,9 +302,9 @@ fn divide(x: &mut [f32], totals: f32x8, tail: f32x8) {
 }
 
 /// [`Kernels::relu_forward`] 8 lanes at a time, with its bits: `maxps(0, x)` is
-/// `0 > x ? 0 : x`, as [`Float::max`](microgpt_core::Float::max) is, NaN and `-0` included. The scalar loop's
-/// stores only where `x < 0` become a masked vector store, which AMD's Zen 2 runs in
-/// microcode: this stores every value.
+/// `0 > x ? 0 : x`, as [`Float::max`](microgpt_core::Float::max) is, NaN and `-0`
+/// included. The scalar loop's stores only where `x < 0` become a masked vector store,
+/// which AMD's Zen 2 runs in microcode: this stores every value.
 pub(crate) fn relu_forward(x: &mut [f32]) {
     let split = x.len() - x.len() % 8;
     for c in x[..split].chunks_exact_mut(8) {

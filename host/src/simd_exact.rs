@@ -106,10 +106,11 @@ impl Kernels<f32> for Exact {
     }
 }
 
-/// `matvec_sparse` of [`Simd`](crate::simd::Simd) and [`Exact`]: [`exact_sparse`] for more than 64 inputs,
-/// else `K`'s dense product. On microgpt's 64 inputs the dense product measured faster
-/// (300,000 exact names in 1.06 s against 1.13 s); on makemore's 256 the sparse one
-/// (20,000 names in 2.00 s against 2.34 s exact, 1.90 s against 2.26 s with `--fast`).
+/// `matvec_sparse` of [`Simd`](crate::simd::Simd) and [`Exact`]: [`exact_sparse`] for
+/// more than 64 inputs, else `K`'s dense product. On microgpt's 64 inputs the dense
+/// product measured faster (300,000 exact names in 1.06 s against 1.13 s); on
+/// makemore's 256 the sparse one (20,000 names in 2.00 s against 2.34 s exact, 1.90 s
+/// against 2.26 s with `--fast`).
 #[inline(always)]
 pub(crate) fn sparse_or_dense<K: Kernels<f32>>(out: &mut [f32], m: Matrix<'_, f32>, x: &[f32]) {
     match m.t {
