@@ -8,10 +8,10 @@
 use crate::batch::Row;
 use crate::config::Dims;
 use crate::float::Float;
+use crate::kernels::Kernels;
 
 /// The most attention heads a model may have (the backward keeps one value per head).
 pub const MAX_HEADS: usize = 64;
-use crate::kernels::Kernels;
 
 /// Token plus position embedding: `x0[r] = wte[token[r]] + wpe[pos[r]]`, or
 /// `wpe[pos[r]]` alone for the rows that token dropout drops: each with probability
