@@ -25,16 +25,23 @@ use microgpt::safe_write::{check_outputs, write_atomic};
 use microgpt::training::{CheckpointPolicy, Interrupted, KernelsArg, TrainOptions, train};
 use microgpt::{parallel, reference, state_dict};
 
-const ABOUT: &str = "Train microgpt's GPT and make up names: microgpt.py's algorithm, trained about ten thousand times faster.";
+/// The one-line summary: `-h` prints it alone, `--help` starts with it.
+macro_rules! about {
+    () => {
+        "Train microgpt's GPT and make up names: microgpt.py's algorithm, trained about ten \
+         thousand times faster."
+    };
+}
 
-const LONG_ABOUT: &str = "Train microgpt's GPT and make up names: microgpt.py's algorithm, trained about ten thousand times faster.
-
-With no command, runs the main job: trains microgpt's model on data/names.txt with \
-microgpt.py's schedule (1000 steps, one name per step, seed 42), prints 20 names at \
-temperature 0.5, and reports the train and validation loss and the time it took.";
+const LONG_ABOUT: &str = concat!(
+    about!(),
+    "\n\nWith no command, runs the main job: trains microgpt's model on data/names.txt with \
+     microgpt.py's schedule (1000 steps, one name per step, seed 42), prints 20 names at \
+     temperature 0.5, and reports the train and validation loss and the time it took."
+);
 
 #[derive(Parser)]
-#[command(name = "microgpt", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(name = "microgpt", version, about = about!(), long_about = LONG_ABOUT)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
