@@ -102,16 +102,20 @@ impl Dataset {
         let (long, longest) = self.too_long(limit);
         if long > 0 {
             let need = longest.chars().count() + 1;
+            let (names, are, them) = match long {
+                1 => ("1 name".to_string(), "is", "it"),
+                n => (format!("{n} names"), "are", "them"),
+            };
             let hint = presets()
                 .find(|s| s.dims.block >= need)
                 .map_or_else(String::new, |s| {
                     format!(
-                        "; --config {} (or --block {}) holds them",
+                        "; --config {} (or --block {}) holds {them}",
                         s.preset, s.dims.block
                     )
                 });
             eprintln!(
-                "warning: {long} names in {} are longer than {limit} characters and are cut to the context of {} positions, \
+                "warning: {names} in {} {are} longer than {limit} characters and {are} cut to the context of {} positions, \
                  as microgpt does (the longest, {longest:?}, has {}){hint}",
                 self.path.display(),
                 C::DIMS.block,

@@ -471,26 +471,39 @@ fn split_seed_scores_other_seeds_on_the_same_names() {
     );
 }
 
+/// The warning counts the names cut, in words that fit one name or many.
 #[test]
 fn long_names_are_cut_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(
-        dir.path().join("long.txt"),
-        "abcdefghijklmnopqrstuvwxyz\nann\nbob\n",
-    )
-    .unwrap();
-    let out = microgpt(
-        dir.path(),
-        &[
-            "train", "--data", "long.txt", "--steps", "5", "--out", "w.bin",
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let err = text(&out.stderr);
-    assert!(
-        err.contains("warning: 1 names") && err.contains("cut to the context of 16"),
-        "{err}"
-    );
+    let long = "abcdefghijklmnopqrstuvwxyz";
+    for (copies, want) in [
+        (
+            1,
+            "warning: 1 name in long.txt is longer than 15 characters and is cut",
+        ),
+        (
+            2,
+            "warning: 2 names in long.txt are longer than 15 characters and are cut",
+        ),
+    ] {
+        fs::write(
+            dir.path().join("long.txt"),
+            format!("{}ann\nbob\n", format!("{long}\n").repeat(copies)),
+        )
+        .unwrap();
+        let out = microgpt(
+            dir.path(),
+            &[
+                "train", "--data", "long.txt", "--steps", "5", "--out", "w.bin",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(want) && err.contains("cut to the context of 16"),
+            "{err}"
+        );
+    }
 }
 
 /// Runs a command that must fail, and returns its stderr.
