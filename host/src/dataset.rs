@@ -102,10 +102,12 @@ impl Dataset {
         let (long, longest) = self.too_long(limit);
         if long > 0 {
             let need = longest.chars().count() + 1;
-            let (names, are, them) = match long {
-                1 => ("1 name".to_string(), "is", "it"),
-                n => (format!("{n} names"), "are", "them"),
+            let (are, them) = if long == 1 {
+                ("is", "it")
+            } else {
+                ("are", "them")
             };
+            let names = count_names(long);
             let hint = presets()
                 .find(|s| s.dims.block >= need)
                 .map_or_else(String::new, |s| {
@@ -122,6 +124,15 @@ impl Dataset {
                 longest.chars().count()
             );
         }
+    }
+}
+
+/// `n` names in words: "1 name", "2 names".
+pub fn count_names(n: usize) -> String {
+    if n == 1 {
+        "1 name".to_string()
+    } else {
+        format!("{n} names")
     }
 }
 
@@ -194,6 +205,12 @@ mod tests {
         (0..count)
             .map(|p| (0..n).map(|i| order.name(p * n + i)).collect())
             .collect()
+    }
+
+    #[test]
+    fn counts_read_as_words() {
+        let words: Vec<String> = [0, 1, 2, 1000].map(count_names).into();
+        assert_eq!(words, ["0 names", "1 name", "2 names", "1000 names"]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use microgpt_core::{
     Schedule, Transposed, Vocab, preset, presets, with_config,
 };
 
-use microgpt::dataset::Dataset;
+use microgpt::dataset::{Dataset, count_names};
 use microgpt::model_file::{WeightBytes, encode, not_shipped, params_of, shapes_list};
 use microgpt::safe_write::{check_outputs, write_atomic};
 use microgpt::training::{CheckpointPolicy, Interrupted, KernelsArg, TrainOptions, train};
@@ -646,7 +646,7 @@ fn eval_with<C: Config>(
     let names: Vec<&str> = data.docs.iter().map(String::as_str).collect();
     let mut workers = parallel::Workers::<C>::new(threads)?;
     let (sum, rows) = workers.eval(&params.weights(), file.vocab(), &names)?;
-    eprintln!("{} names, {rows} predicted tokens", names.len());
+    eprintln!("{}, {rows} predicted tokens", count_names(names.len()));
     writeln!(std::io::stdout(), "{:.6}", sum / rows as f64)?;
     Ok(())
 }
