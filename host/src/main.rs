@@ -439,7 +439,11 @@ fn print_names(
     }
     out.flush()?;
     if known.is_some() {
-        eprintln!("{new} of {count} names are new: not in the training list");
+        let are = if new == 1 || count == 1 { "is" } else { "are" };
+        eprintln!(
+            "{new} of {} {are} new: not in the training list",
+            count_names(count)
+        );
     }
     Ok(())
 }

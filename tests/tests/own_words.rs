@@ -216,8 +216,9 @@ fn novel_top_k_and_top_p() {
         );
         new += usize::from(mark == "new");
     }
+    let are = if new == 1 { "is" } else { "are" };
     assert!(
-        summary.contains(&format!("{new} of 100 names are new")),
+        summary.contains(&format!("{new} of 100 names {are} new")),
         "{summary}"
     );
 
