@@ -79,8 +79,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 for board in firmware/boards/*/; do firmware/board.sh "$(basename "$board")" clippy -- -D warnings; done
 firmware/board.sh mps2-an386 clippy --features train -- -D warnings
 
-step "docs: every intra-doc link resolves"
+step "docs: every intra-doc link resolves, in the public docs and in the private items' docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet --document-private-items
 
 step "the core is no_std: build it for Cortex-M4F (with and without defmt), Cortex-M0 and RISC-V"
 cargo build -p microgpt-core --target thumbv7em-none-eabihf
