@@ -117,5 +117,5 @@ pub use sampling::{
     CoreStepper, DEFAULT_TEMPERATURE, Names, Replay, Sampling, Stepper, generate, sample_token,
 };
 pub use tokenizer::Vocab;
-pub use train::{Acts, Dropout, Trainer, backward, forward, forward_train};
+pub use train::{Acts, Dropout, Trainer, backward, distill, forward, forward_train};
 pub use weights_format::WeightFile;

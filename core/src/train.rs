@@ -263,6 +263,48 @@ pub fn forward_train<C: Config, F: Float, K: Kernels<F>>(
     Ok(nll / F::from_usize(r))
 }
 
+/// Knowledge distillation: moves each row's training target from its next token toward
+/// `teacher`, probabilities of the same rows (one row of `vocab` each, such as the mean
+/// of other models' [`Acts::probs`] on `batch`). The next [`backward`] then gives the
+/// gradient of `(1 - alpha) · nll + alpha · H(teacher, p)`, the cross-entropy of the
+/// model's `p` against the target `(1 - alpha) · onehot + alpha · teacher`, instead of
+/// `nll`. Call it between [`forward_train`] and [`backward`] on the same batch; `alpha`
+/// is in `[0, 1]`, and 0 changes nothing.
+pub fn distill<C: Config, F: Float>(
+    acts: &mut Acts<C, F>,
+    batch: &Batch<C>,
+    teacher: &[F],
+    alpha: F,
+) -> Result<(), Error> {
+    let rows = batch.rows();
+    if acts.rows != rows.len() || rows.is_empty() {
+        return Err(Error::Usage(
+            "distill needs the forward pass of the same batch",
+        ));
+    }
+    if teacher.len() != rows.len() * acts.vocab {
+        return Err(Error::Usage(
+            "distill needs a teacher's probabilities for every row",
+        ));
+    }
+    if !(alpha >= F::ZERO && alpha <= F::ONE) {
+        return Err(Error::Usage("distill's alpha must be in [0, 1]"));
+    }
+    // `backward` subtracts the one-hot target from `p`; it then leaves
+    // `p - alpha · teacher - (1 - alpha) · onehot`, the gradient of the mixed target.
+    let v = acts.vocab;
+    let probs = &mut acts.view(rows.len(), &C::DIMS.with_vocab(v)).scratch[..rows.len() * v];
+    for ((p, q), row) in probs
+        .chunks_exact_mut(v)
+        .zip(teacher.chunks_exact(v))
+        .zip(rows)
+    {
+        p.iter_mut().zip(q).for_each(|(p, &q)| *p -= alpha * q);
+        p[row.target as usize] += alpha;
+    }
+    Ok(())
+}
+
 /// Adds to `grads` the gradient of `Σ nll / norm` over the rows of `batch`.
 ///
 /// With `norm = batch.rows().len()` that is the gradient of the mean loss that

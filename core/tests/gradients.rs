@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use microgpt_core::{
     AutogradGpt, Batch, Config, Dropout, Float, Makemore, Micro, Params, Scalar, Tape, Trainer,
-    backward, forward_train,
+    backward, distill, forward_train,
 };
 
 microgpt_core::config! {
@@ -221,4 +221,104 @@ fn batch_gradient_is_mean_over_rows() {
     }
     assert!((loss - want_loss).abs() < 1e-12);
     assert!(rel_err(&g, &want) < 1e-12);
+}
+
+/// The loss of knowledge distillation, `(1 - alpha) · nll + alpha · H(teacher, p)` per
+/// row, and its gradient from [`distill`] and the fused backward, in f64.
+fn distilled_grads<C: Config>(
+    params: &Params<C, f64>,
+    vocab: &microgpt_core::Vocab,
+    names: &[&str],
+    teacher: &[f64],
+    alpha: f64,
+) -> (f64, Vec<f64>) {
+    let mut t: Box<Trainer<C, f64>> = bytemuck::zeroed_box();
+    t.params.copy_from(vocab.len(), params.as_slice()).unwrap();
+    t.grads.reset(vocab.len()).unwrap();
+    let mut batch = Batch::<C>::new();
+    for n in names {
+        batch.push(vocab, n).unwrap();
+    }
+    let w = t.params.weights();
+    let nll = forward_train::<C, f64, Scalar>(&w, &batch, &mut t.acts, Dropout::NONE).unwrap();
+    let rows = batch.rows().len();
+    let cross: f64 = (t.acts.probs().iter().zip(teacher))
+        .map(|(p, q)| -q * p.ln())
+        .sum::<f64>()
+        / rows as f64;
+    distill(&mut t.acts, &batch, teacher, alpha).unwrap();
+    backward::<C, f64, Scalar>(&w, &batch, &mut t.acts, t.grads.as_mut_slice(), rows).unwrap();
+    (
+        (1.0 - alpha) * nll + alpha * cross,
+        t.grads.as_slice().to_vec(),
+    )
+}
+
+/// The gradient after [`distill`] is the gradient of the distillation loss (central
+/// differences), and with `alpha` 0 it is the plain loss's, to the bit.
+#[test]
+fn distilled_backward_matches_finite_differences() {
+    let names = ["emma", "isabella", "mia"];
+    let vocab = vocab_of(&NAMES);
+    let mut params = random_params::<Tiny>(vocab.len(), 5);
+    let rows: usize = names.iter().map(|n| (n.len() + 1).min(6)).sum();
+    // A teacher's rows: any distributions over the tokens.
+    let mut rng = microgpt_core::PyRandom::new(8);
+    let teacher: Vec<f64> = (0..rows)
+        .flat_map(|_| {
+            let w: Vec<f64> = (0..vocab.len()).map(|_| rng.random() + 0.01).collect();
+            let sum: f64 = w.iter().sum();
+            w.into_iter().map(move |x| x / sum)
+        })
+        .collect();
+    let (plain, g_plain) = fused_grads::<Tiny, f64>(&params, &vocab, &names);
+    let (zero, g_zero) = distilled_grads::<Tiny>(&params, &vocab, &names, &teacher, 0.0);
+    assert_eq!((plain, &g_plain), (zero, &g_zero));
+    for alpha in [0.5, 1.0] {
+        let (_, grads) = distilled_grads::<Tiny>(&params, &vocab, &names, &teacher, alpha);
+        assert!(
+            rel_err(&grads, &g_plain) > 1e-3,
+            "the teacher moved nothing"
+        );
+        let h = 1e-5;
+        let n = params.as_slice().len();
+        for i in (0..n).step_by(n / 97 + 1).chain([n - 1]) {
+            let x = params.as_slice()[i];
+            params.as_mut_slice()[i] = x + h;
+            let (up, _) = distilled_grads::<Tiny>(&params, &vocab, &names, &teacher, alpha);
+            params.as_mut_slice()[i] = x - h;
+            let (down, _) = distilled_grads::<Tiny>(&params, &vocab, &names, &teacher, alpha);
+            params.as_mut_slice()[i] = x;
+            let fd = (up - down) / (2.0 * h);
+            let err = (fd - grads[i]).abs() / (grads[i].abs() + 1e-6);
+            assert!(
+                err < 1e-4,
+                "alpha {alpha}, parameter {i}: {fd:e} vs {:e}",
+                grads[i]
+            );
+        }
+    }
+}
+
+/// [`distill`] refuses what it cannot use, with a typed error: no forward pass of the
+/// batch, teacher rows that do not cover it, an `alpha` outside `[0, 1]`.
+#[test]
+fn distill_refuses_what_it_cannot_use() {
+    let vocab = vocab_of(&NAMES);
+    let mut t: Box<Trainer<Tiny, f64>> = bytemuck::zeroed_box();
+    let params = random_params::<Tiny>(vocab.len(), 5);
+    t.params.copy_from(vocab.len(), params.as_slice()).unwrap();
+    let mut batch = Batch::<Tiny>::new();
+    batch.push(&vocab, "mia").unwrap();
+    let rows = batch.rows().len();
+    let uniform = vec![1.0 / vocab.len() as f64; rows * vocab.len()];
+    let usage =
+        |r: Result<(), microgpt_core::Error>| matches!(r, Err(microgpt_core::Error::Usage(_)));
+    assert!(usage(distill(&mut t.acts, &batch, &uniform, 0.5)));
+    let w = t.params.weights();
+    forward_train::<Tiny, f64, Scalar>(&w, &batch, &mut t.acts, Dropout::NONE).unwrap();
+    assert!(usage(distill(&mut t.acts, &batch, &uniform[1..], 0.5)));
+    assert!(usage(distill(&mut t.acts, &batch, &uniform, 1.5)));
+    assert!(usage(distill(&mut t.acts, &batch, &uniform, f64::NAN)));
+    assert!(distill(&mut t.acts, &batch, &uniform, 1.0).is_ok());
 }

@@ -159,6 +159,23 @@ struct TrainArgs {
     /// (microgpt takes them in the same order every time).
     #[arg(long)]
     reshuffle: bool,
+    /// Weights of a trained model to learn from as well as from the names (knowledge
+    /// distillation): each position's target becomes a mix of its next letter and the
+    /// teacher's probabilities. Give it again for more teachers, whose probabilities are
+    /// averaged. A teacher has this model's shape and characters, and should be trained
+    /// on the same training names (the same --split-seed), so that it never saw the
+    /// validation names. Each step then runs every teacher's forward pass too.
+    #[arg(long, value_name = "WEIGHTS")]
+    teacher: Vec<PathBuf>,
+    /// The teachers' share of each position's target, in (0, 1]; the next letter has the
+    /// rest.
+    #[arg(
+        long,
+        value_name = "ALPHA",
+        default_value_t = 0.5,
+        requires = "teacher"
+    )]
+    distill: f32,
     /// Adam's first-moment decay (microgpt: 0.85).
     #[arg(long, default_value_t = 0.85)]
     beta1: f64,
@@ -463,6 +480,8 @@ fn main_job() -> Result<()> {
         dropout: 0.0,
         token_dropout: 0.0,
         reshuffle: false,
+        teachers: Vec::new(),
+        distill: 0.0,
         out: None,
         plot: None,
         resume: false,
@@ -538,6 +557,8 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         dropout: a.dropout,
         token_dropout: a.token_dropout,
         reshuffle: a.reshuffle,
+        teachers: a.teacher,
+        distill: a.distill,
         out: Some(a.out.clone()),
         plot: a.plot,
         resume: a.resume,

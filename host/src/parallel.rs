@@ -13,7 +13,7 @@ use std::ops::Range;
 use anyhow::{Result, anyhow};
 use microgpt_core::{
     Acts, Adam, AdamConfig, Batch, Config, Dropout, Float, Kernels, Params, Transposed, Vocab,
-    Weights, all_finite, backward, forward, forward_train,
+    Weights, all_finite, backward, distill, forward, forward_train,
 };
 
 use crate::pool::Pool;
@@ -68,6 +68,9 @@ pub struct Diverged(pub &'static str);
 struct Worker<C: Config> {
     acts: Box<Acts<C>>,
     grads: Box<Params<C>>,
+    /// The teachers' activations, and the mean of their probabilities.
+    teacher_acts: Box<Acts<C>>,
+    soft: Vec<f32>,
     batch: Batch<C>,
     /// Which of the job's names are the worker's.
     names: Range<usize>,
@@ -88,6 +91,35 @@ impl<C: Config> Worker<C> {
         }
         Ok(())
     }
+
+    /// Moves the targets of the batch, after its forward pass, toward the mean of the
+    /// `teachers`' probabilities on it, by `alpha` ([`distill`]).
+    fn learn_from<K: Kernels<f32>>(&mut self, teachers: &Teachers<'_, C>) -> Result<()> {
+        self.soft.clear();
+        for t in &teachers.weights {
+            forward::<C, f32, K>(t, &self.batch, &mut self.teacher_acts)?;
+            let probs = self.teacher_acts.probs();
+            if self.soft.is_empty() {
+                self.soft.extend_from_slice(probs);
+            } else {
+                self.soft.iter_mut().zip(probs).for_each(|(q, p)| *q += p);
+            }
+        }
+        let n = teachers.weights.len() as f32;
+        self.soft.iter_mut().for_each(|q| *q /= n);
+        Ok(distill(
+            &mut self.acts,
+            &self.batch,
+            &self.soft,
+            teachers.alpha,
+        )?)
+    }
+}
+
+/// The models a step learns from besides the names, and their share of the target.
+struct Teachers<'a, C: Config> {
+    weights: Vec<Weights<'a, C>>,
+    alpha: f32,
 }
 
 /// Workers for up to `threads` threads, with kernels `K`.
@@ -107,6 +139,8 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
             .map(|index| Worker {
                 acts: bytemuck::zeroed_box(),
                 grads: bytemuck::zeroed_box(),
+                teacher_acts: bytemuck::zeroed_box(),
+                soft: Vec::new(),
                 batch: Batch::new(),
                 names: 0..0,
                 result: Ok(0.0),
@@ -150,7 +184,8 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
     }
 
     /// Forward and backward of the batch `names`, with `dropout` (each worker's masks
-    /// drawn from its own seed). Returns the mean loss per predicted token and the
+    /// drawn from its own seed), toward targets moved toward the `teachers`' if any.
+    /// Returns the mean loss per predicted token and the
     /// number of workers used; each leaves the gradient of its share, scaled to the
     /// whole batch, in its own buffer.
     fn step(
@@ -159,6 +194,7 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
         vocab: &Vocab,
         names: &[&str],
         dropout: Dropout,
+        teachers: &Teachers<'_, C>,
     ) -> Result<(f64, usize)> {
         let (used, rows) = self.share(names);
         let sum = self.run(used, vocab, names, |worker| {
@@ -167,6 +203,9 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
                 ..dropout
             };
             let loss = forward_train::<C, f32, K>(w, &worker.batch, &mut worker.acts, dropout)?;
+            if !teachers.weights.is_empty() {
+                worker.learn_from::<K>(teachers)?;
+            }
             worker.grads.reset(w.dims().vocab)?;
             backward::<C, f32, K>(
                 w,
@@ -255,6 +294,15 @@ pub struct ParallelTrainer<C: Config, K = Simd> {
     adam: Box<Adam<C>>,
     transposed: Box<Transposed<C>>,
     workers: Workers<C, K>,
+    /// Models to learn from, and their share of the target.
+    teachers: Vec<Teacher<C>>,
+    alpha: f32,
+}
+
+/// A model to learn from: its weights, and their transposes if the kernels use them.
+struct Teacher<C: Config> {
+    params: Box<Params<C>>,
+    transposed: Box<Transposed<C>>,
 }
 
 impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
@@ -265,6 +313,8 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
             adam: bytemuck::zeroed_box(),
             transposed: bytemuck::zeroed_box(),
             workers: Workers::new(threads)?,
+            teachers: Vec::new(),
+            alpha: 0.0,
         };
         t.refresh();
         Ok(t)
@@ -275,6 +325,28 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
         if K::PREFERS_TRANSPOSED {
             self.transposed.refresh::<K>(&self.params.weights());
         }
+    }
+
+    /// Learns from `teachers` too: each step trains toward the mean of their
+    /// probabilities on the batch with weight `alpha`, and toward the next letters with
+    /// the rest ([`distill`]). Each forward pass of a step then runs every teacher's too.
+    pub fn set_teachers(&mut self, teachers: Vec<Box<Params<C>>>, alpha: f32) {
+        self.teachers = teachers
+            .into_iter()
+            .map(|params| {
+                let mut transposed: Box<Transposed<C>> = bytemuck::zeroed_box();
+                if K::PREFERS_TRANSPOSED {
+                    transposed.refresh::<K>(&params.weights());
+                }
+                Teacher { params, transposed }
+            })
+            .collect();
+        self.alpha = alpha;
+    }
+
+    /// The teachers' weights, and their share of the target (0 without teachers).
+    pub fn teachers(&self) -> (impl Iterator<Item = &Params<C>>, f32) {
+        (self.teachers.iter().map(|t| &*t.params), self.alpha)
     }
 
     /// The weights.
@@ -318,7 +390,13 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
             seed: dropout.seed ^ (u64::from(self.adam.steps()) << 24),
             ..dropout
         };
-        let (loss, used) = self.workers.step(&w, vocab, names, dropout)?;
+        let teachers = Teachers {
+            weights: (self.teachers.iter())
+                .map(|t| view::<C, K>(&t.params, &t.transposed))
+                .collect::<Result<_>>()?,
+            alpha: self.alpha,
+        };
+        let (loss, used) = self.workers.step(&w, vocab, names, dropout, &teachers)?;
         self.update(used, lr, hp)?;
         Ok(loss)
     }

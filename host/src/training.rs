@@ -12,12 +12,12 @@ use microgpt_core::{AdamConfig, Config, Dropout, Kernels, Params, PyRandom, Scal
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::dataset::{Dataset, Order, split};
-use crate::model_file::encode;
+use crate::model_file::{WeightBytes, encode, params_of};
 use crate::parallel::{Diverged, ParallelTrainer, checked_threads, cores, default_threads};
 use crate::progress::Progress;
 use crate::safe_write::{check_outputs, write_atomic};
 use crate::simd::Simd;
-use microgpt_core::weights_format::Encoding;
+use microgpt_core::weights_format::{Encoding, params_crc};
 
 /// What to train, and how.
 #[derive(Clone, Debug)]
@@ -41,6 +41,11 @@ pub struct TrainOptions {
     pub token_dropout: f32,
     /// Shuffle the training names anew for every pass over them after the first.
     pub reshuffle: bool,
+    /// Weight files of models to learn from as well as from the names (knowledge
+    /// distillation), of the same shape and characters.
+    pub teachers: Vec<PathBuf>,
+    /// The teachers' share of each position's target, in (0, 1].
+    pub distill: f32,
     /// Where to write the trained weights (and `<out>.ckpt`).
     pub out: Option<PathBuf>,
     /// Where to draw the loss curve.
@@ -220,8 +225,15 @@ fn train_with<C: Config, K: Kernels<f32>>(
         (0.0..1.0).contains(&opts.token_dropout),
         "--token-dropout must be in [0, 1)"
     );
+    ensure!(
+        opts.teachers.is_empty() || (opts.distill > 0.0 && opts.distill <= 1.0),
+        "--distill must be in (0, 1]"
+    );
     data.warn_truncation::<C>();
     let vocab = data.vocab.clone();
+    let teachers = (opts.teachers.iter())
+        .map(|path| load_teacher::<C>(path, &vocab))
+        .collect::<Result<Vec<_>>>()?;
     // The initial weights follow `seed`'s shuffle, as in microgpt; the split may come
     // from another.
     let (mut train_docs, mut val_docs, mut rng) = split(&data.docs, opts.seed);
@@ -231,6 +243,15 @@ fn train_with<C: Config, K: Kernels<f32>>(
     let mut params: Box<Params<C>> = bytemuck::zeroed_box();
     params.init(vocab.len(), &mut rng)?;
     let mut trainer = ParallelTrainer::<C, K>::new(params, threads)?;
+    if !teachers.is_empty() {
+        eprintln!(
+            "learning from {} teacher{} as well as from the names (--distill {})",
+            teachers.len(),
+            if teachers.len() == 1 { "" } else { "s" },
+            opts.distill
+        );
+        trainer.set_teachers(teachers, opts.distill);
+    }
     let mut start = 0;
 
     let ckpt = opts.out.as_deref().map(checkpoint_path);
@@ -392,12 +413,37 @@ fn split_seed(opts: &TrainOptions) -> Option<i64> {
     opts.split_seed.filter(|&s| s != opts.seed)
 }
 
+/// A teacher's weights, checked against the model that learns from it.
+fn load_teacher<C: Config>(path: &Path, vocab: &Vocab) -> Result<Box<Params<C>>> {
+    let bytes = WeightBytes::read(path)?;
+    let file = bytes.parse()?;
+    ensure!(
+        file.vocab() == vocab,
+        "the teacher {} knows other characters than these names: a teacher must be \
+         trained on the same names",
+        path.display()
+    );
+    let (dims, want) = (file.dims(), C::DIMS.with_vocab(vocab.len()));
+    ensure!(
+        dims == want,
+        "the teacher {} has the shape {dims}, the model trained here {want}: a teacher \
+         must have the model's shape",
+        path.display()
+    );
+    params_of::<C>(&file)
+}
+
 /// What must agree between a checkpoint and the run that resumes it.
-fn run_identity<C: Config>(
+fn run_identity<C: Config, K: Kernels<f32>>(
     vocab: &Vocab,
     opts: &TrainOptions,
     train_docs: usize,
-) -> [(&'static str, String); 7] {
+    trainer: &ParallelTrainer<C, K>,
+) -> [(&'static str, String); 8] {
+    let (teachers, alpha) = trainer.teachers();
+    let crcs: Vec<String> = teachers
+        .map(|p| format!("{:08x}", params_crc(p.as_slice())))
+        .collect();
     [
         ("config", C::NAME.to_owned()),
         ("vocab", vocab.chars().iter().collect()),
@@ -417,11 +463,20 @@ fn run_identity<C: Config>(
             }
             .to_owned(),
         ),
+        (
+            "teachers",
+            if crcs.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("{} with --distill {alpha}", crcs.join(" "))
+            },
+        ),
     ]
 }
 
 /// What a checkpoint written before an identity key existed had, in effect.
-const IDENTITY_DEFAULTS: [(&str, &str); 2] = [("order", "cycled"), ("split", "seed")];
+const IDENTITY_DEFAULTS: [(&str, &str); 3] =
+    [("order", "cycled"), ("split", "seed"), ("teachers", "none")];
 
 /// Writes the weights, Adam's moments and the step, atomically, as safetensors.
 fn save_checkpoint<C: Config, K: Kernels<f32>>(
@@ -441,7 +496,11 @@ fn save_checkpoint<C: Config, K: Kernels<f32>>(
         m,
         v,
     };
-    write_checkpoint(path, &state, &run_identity::<C>(vocab, opts, train_docs))
+    write_checkpoint(
+        path,
+        &state,
+        &run_identity(vocab, opts, train_docs, trainer),
+    )
 }
 
 /// The state a checkpoint holds: owned (`Vec<f32>`) when read, borrowed (`&[f32]`)
@@ -495,7 +554,7 @@ fn load_checkpoint<C: Config, K: Kernels<f32>>(
 ) -> Result<usize> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("no checkpoint to resume from at {}", path.display()))?;
-    let identity = run_identity::<C>(vocab, opts, train_docs);
+    let identity = run_identity(vocab, opts, train_docs, trainer);
     let n = microgpt_core::Layout::new(C::DIMS.with_vocab(vocab.len())).len();
     let c = read_checkpoint(&bytes, path, &identity, n)?;
     trainer.restore(vocab.len(), &c.params, &c.m, &c.v, c.adam_steps)?;

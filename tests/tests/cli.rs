@@ -372,6 +372,119 @@ fn same_seed_and_threads_train_the_same_weights() {
     assert_ne!(read("a.bin"), read("c.bin"));
 }
 
+/// `--teacher` drives the target: a student of an untrained teacher with `--distill 1`
+/// learns nothing (its loss stays near the teacher's uniform guess) where the names
+/// alone teach it; at 0.5 it gives other weights than no teacher, the same on a resume,
+/// and a checkpoint refuses a resume without its teacher. A teacher of another shape or
+/// other characters is refused.
+#[test]
+fn teachers_drive_the_target_and_must_match_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let val_loss = |out: &std::process::Output| -> f64 {
+        let report = text(&out.stdout);
+        let loss = report
+            .split("val loss ")
+            .nth(1)
+            .and_then(|r| r[..6].parse().ok());
+        loss.unwrap_or_else(|| panic!("{report}"))
+    };
+    let alone = train_small(d, &["--out", "alone.bin"]);
+    let args = [
+        "train",
+        "--data",
+        "names.txt",
+        "--steps",
+        "0",
+        "--seed",
+        "7",
+        "--out",
+    ];
+    let blank = microgpt(d, &[&args[..], &["blank.bin"]].concat());
+    assert!(blank.status.success(), "{}", text(&blank.stderr));
+    let copied = train_small(
+        d,
+        &[
+            "--out",
+            "copied.bin",
+            "--teacher",
+            "blank.bin",
+            "--distill",
+            "1",
+        ],
+    );
+    let (alone, copied) = (val_loss(&alone), val_loss(&copied));
+    assert!(
+        alone < 3.0 && copied > 3.2,
+        "{alone} {copied} against ln 27 = 3.30"
+    );
+    let err = text(&train_small(d, &["--out", "half.bin", "--teacher", "alone.bin"]).stderr);
+    assert!(err.contains("learning from 1 teacher as well"), "{err}");
+    let read = |n: &str| fs::read(d.join(n)).unwrap();
+    assert_ne!(read("half.bin"), read("alone.bin"));
+    let half = ["--out", "halves.bin", "--teacher", "alone.bin"];
+    train_small(d, &[&half[..], &["--stop-after", "25"]].concat());
+    let resumed = train_small(d, &[&half[..], &["--resume"]].concat());
+    assert!(text(&resumed.stderr).contains("resuming from"));
+    assert_eq!(read("half.bin"), read("halves.bin"));
+    train_small(d, &[&half[..], &["--stop-after", "25"]].concat());
+    let err = fails(
+        d,
+        &[
+            "train",
+            "--data",
+            "names.txt",
+            "--steps",
+            "60",
+            "--batch",
+            "4",
+            "--out",
+            "halves.bin",
+            "--resume",
+        ],
+    );
+    assert!(err.contains("teachers"), "{err}");
+
+    let other_shape = root().join("data/makemore.bin");
+    let err = fails(
+        d,
+        &[
+            "train",
+            "--data",
+            "names.txt",
+            "--teacher",
+            other_shape.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("has the shape") && err.contains("model's shape"),
+        "{err}"
+    );
+    fs::write(d.join("abc.txt"), "abc\ncab\nbca\n").unwrap();
+    let err = fails(d, &["train", "--data", "abc.txt", "--teacher", "alone.bin"]);
+    assert!(err.contains("other characters"), "{err}");
+    // clap's own usage error, status 2.
+    let out = microgpt(d, &["train", "--data", "names.txt", "--distill", "0.5"]);
+    let err = text(&out.stderr);
+    assert!(
+        out.status.code() == Some(2) && err.contains("--teacher"),
+        "{err}"
+    );
+    let err = fails(
+        d,
+        &[
+            "train",
+            "--data",
+            "names.txt",
+            "--teacher",
+            "alone.bin",
+            "--distill",
+            "0",
+        ],
+    );
+    assert!(err.contains("--distill must be in (0, 1]"), "{err}");
+}
+
 /// Threads beyond the batch's names get no work: asking for 500 trains the weights of
 /// one thread a name, with no more threads than that, and a warning when they are more
 /// than the cores.
