@@ -185,9 +185,8 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
 
     /// Forward and backward of the batch `names`, with `dropout` (each worker's masks
     /// drawn from its own seed), toward targets moved toward the `teachers`' if any.
-    /// Returns the mean loss per predicted token and the
-    /// number of workers used; each leaves the gradient of its share, scaled to the
-    /// whole batch, in its own buffer.
+    /// Returns the mean loss per predicted token and the number of workers used; each
+    /// leaves the gradient of its share, scaled to the whole batch, in its own buffer.
     fn step(
         &mut self,
         w: &Weights<'_, C>,
