@@ -18,6 +18,16 @@ fn names_file(dir: &Path, n: usize) -> std::path::PathBuf {
     path
 }
 
+/// The validation loss that `train` reports on stdout ("... | val loss 3.3146 | ...").
+fn val_loss(out: &std::process::Output) -> f64 {
+    let report = text(&out.stdout);
+    let loss = report
+        .split("val loss ")
+        .nth(1)
+        .and_then(|r| r[..6].parse().ok());
+    loss.unwrap_or_else(|| panic!("{report}"))
+}
+
 fn losses(stderr: &str) -> Vec<f64> {
     stderr
         .lines()
@@ -381,26 +391,10 @@ fn same_seed_and_threads_train_the_same_weights() {
 fn teachers_drive_the_target_and_must_match_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let val_loss = |out: &std::process::Output| -> f64 {
-        let report = text(&out.stdout);
-        let loss = report
-            .split("val loss ")
-            .nth(1)
-            .and_then(|r| r[..6].parse().ok());
-        loss.unwrap_or_else(|| panic!("{report}"))
-    };
     let alone = train_small(d, &["--out", "alone.bin"]);
-    let args = [
-        "train",
-        "--data",
-        "names.txt",
-        "--steps",
-        "0",
-        "--seed",
-        "7",
-        "--out",
-    ];
-    let blank = microgpt(d, &[&args[..], &["blank.bin"]].concat());
+    let train = ["train", "--data", "names.txt"];
+    let untrained = ["--steps", "0", "--seed", "7", "--out", "blank.bin"];
+    let blank = microgpt(d, &[&train[..], &untrained].concat());
     assert!(blank.status.success(), "{}", text(&blank.stderr));
     let copied = train_small(
         d,
@@ -428,34 +422,21 @@ fn teachers_drive_the_target_and_must_match_the_model() {
     assert!(text(&resumed.stderr).contains("resuming from"));
     assert_eq!(read("half.bin"), read("halves.bin"));
     train_small(d, &[&half[..], &["--stop-after", "25"]].concat());
-    let err = fails(
-        d,
-        &[
-            "train",
-            "--data",
-            "names.txt",
-            "--steps",
-            "60",
-            "--batch",
-            "4",
-            "--out",
-            "halves.bin",
-            "--resume",
-        ],
-    );
+    let without = [
+        "--steps",
+        "60",
+        "--batch",
+        "4",
+        "--out",
+        "halves.bin",
+        "--resume",
+    ];
+    let err = fails(d, &[&train[..], &without].concat());
     assert!(err.contains("teachers"), "{err}");
 
     let other_shape = root().join("data/makemore.bin");
-    let err = fails(
-        d,
-        &[
-            "train",
-            "--data",
-            "names.txt",
-            "--teacher",
-            other_shape.to_str().unwrap(),
-        ],
-    );
+    let other_shape = ["--teacher", other_shape.to_str().unwrap()];
+    let err = fails(d, &[&train[..], &other_shape].concat());
     assert!(
         err.contains("has the shape") && err.contains("model's shape"),
         "{err}"
@@ -464,24 +445,14 @@ fn teachers_drive_the_target_and_must_match_the_model() {
     let err = fails(d, &["train", "--data", "abc.txt", "--teacher", "alone.bin"]);
     assert!(err.contains("other characters"), "{err}");
     // clap's own usage error, status 2.
-    let out = microgpt(d, &["train", "--data", "names.txt", "--distill", "0.5"]);
+    let out = microgpt(d, &[&train[..], &["--distill", "0.5"]].concat());
     let err = text(&out.stderr);
     assert!(
         out.status.code() == Some(2) && err.contains("--teacher"),
         "{err}"
     );
-    let err = fails(
-        d,
-        &[
-            "train",
-            "--data",
-            "names.txt",
-            "--teacher",
-            "alone.bin",
-            "--distill",
-            "0",
-        ],
-    );
+    let zero = ["--teacher", "alone.bin", "--distill", "0"];
+    let err = fails(d, &[&train[..], &zero].concat());
     assert!(err.contains("--distill must be in (0, 1]"), "{err}");
 }
 
@@ -514,15 +485,6 @@ fn split_seed_scores_other_seeds_on_the_same_names() {
     let d = dir.path();
     let data = names_file(d, 300);
     let data = data.to_str().unwrap();
-    // "... | val loss 3.3146 | ..." on stdout.
-    let val_loss = |out: &std::process::Output| -> f64 {
-        let report = text(&out.stdout);
-        let loss = report
-            .split("val loss ")
-            .nth(1)
-            .and_then(|r| r[..6].parse().ok());
-        loss.unwrap_or_else(|| panic!("{report}"))
-    };
     let untrained = |seed: &str, split: &[&str], out: &str| {
         let mut args = vec!["train", "--data", data, "--steps", "0", "--seed", seed];
         args.extend_from_slice(split);
