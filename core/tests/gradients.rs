@@ -47,14 +47,7 @@ fn fused_grads_dropout<C: Config, F: Float>(
     names: &[&str],
     dropout: Dropout,
 ) -> (f64, Vec<f64>) {
-    let mut t: Box<Trainer<C, F>> = bytemuck::zeroed_box();
-    let p: Vec<F> = params.as_slice().iter().map(|&x| F::from_f64(x)).collect();
-    t.params.copy_from(vocab.len(), &p).unwrap();
-    t.grads.reset(vocab.len()).unwrap();
-    let mut batch = Batch::<C>::new();
-    for n in names {
-        batch.push(vocab, n).unwrap();
-    }
+    let (mut t, batch) = trainer_on::<C, F>(params, vocab, names);
     let w = t.params.weights();
     let loss = forward_train::<C, F, Scalar>(&w, &batch, &mut t.acts, dropout).unwrap();
     backward::<C, F, Scalar>(
@@ -69,6 +62,23 @@ fn fused_grads_dropout<C: Config, F: Float>(
         loss.to_f64(),
         t.grads.as_slice().iter().map(|g| g.to_f64()).collect(),
     )
+}
+
+/// A trainer holding `params` in `F`, with zero gradients, and the batch of `names`.
+fn trainer_on<C: Config, F: Float>(
+    params: &Params<C, f64>,
+    vocab: &microgpt_core::Vocab,
+    names: &[&str],
+) -> (Box<Trainer<C, F>>, Batch<C>) {
+    let mut t: Box<Trainer<C, F>> = bytemuck::zeroed_box();
+    let p: Vec<F> = params.as_slice().iter().map(|&x| F::from_f64(x)).collect();
+    t.params.copy_from(vocab.len(), &p).unwrap();
+    t.grads.reset(vocab.len()).unwrap();
+    let mut batch = Batch::<C>::new();
+    for n in names {
+        batch.push(vocab, n).unwrap();
+    }
+    (t, batch)
 }
 
 fn check_against_autograd<C: Config>(name: &str, f64_tol: f64) {
@@ -138,29 +148,38 @@ fn check_finite_differences_at<C: Config>(
     let vocab = vocab_of(&NAMES);
     let mut params = random_params::<C>(vocab.len(), 3);
     let (_, grads) = fused_grads_dropout::<C, f64>(&params, &vocab, names, dropout);
+    let loss = |p: &Params<C, f64>| fused_grads_dropout::<C, f64>(p, &vocab, names, dropout).0;
+    assert_central_differences(&mut params, &grads, at, loss, C::NAME);
+}
+
+/// Asserts that `grads` is the gradient of `loss` at `params` by central differences at
+/// the parameters `at`; `what` names the case in messages.
+fn assert_central_differences<C: Config>(
+    params: &mut Params<C, f64>,
+    grads: &[f64],
+    at: impl Iterator<Item = usize>,
+    loss: impl Fn(&Params<C, f64>) -> f64,
+    what: &str,
+) {
     let h = 1e-5;
     let mut worst = 0.0f64;
     for i in at {
         let x = params.as_slice()[i];
         params.as_mut_slice()[i] = x + h;
-        let (up, _) = fused_grads_dropout::<C, f64>(&params, &vocab, names, dropout);
+        let up = loss(params);
         params.as_mut_slice()[i] = x - h;
-        let (down, _) = fused_grads_dropout::<C, f64>(&params, &vocab, names, dropout);
+        let down = loss(params);
         params.as_mut_slice()[i] = x;
         let fd = (up - down) / (2.0 * h);
         let err = (fd - grads[i]).abs() / (grads[i].abs() + 1e-6);
         worst = worst.max(err);
         assert!(
             err < 1e-4,
-            "{}: parameter {i}: finite difference {fd:e}, backward {:e}",
-            C::NAME,
+            "{what}: parameter {i}: finite difference {fd:e}, backward {:e}",
             grads[i]
         );
     }
-    println!(
-        "{}: worst finite-difference relative error {worst:.2e}",
-        C::NAME
-    );
+    println!("{what}: worst finite-difference relative error {worst:.2e}");
 }
 
 #[test]
@@ -232,13 +251,7 @@ fn distilled_grads<C: Config>(
     teacher: &[f64],
     alpha: f64,
 ) -> (f64, Vec<f64>) {
-    let mut t: Box<Trainer<C, f64>> = bytemuck::zeroed_box();
-    t.params.copy_from(vocab.len(), params.as_slice()).unwrap();
-    t.grads.reset(vocab.len()).unwrap();
-    let mut batch = Batch::<C>::new();
-    for n in names {
-        batch.push(vocab, n).unwrap();
-    }
+    let (mut t, batch) = trainer_on::<C, f64>(params, vocab, names);
     let w = t.params.weights();
     let nll = forward_train::<C, f64, Scalar>(&w, &batch, &mut t.acts, Dropout::NONE).unwrap();
     let rows = batch.rows().len();
@@ -280,23 +293,10 @@ fn distilled_backward_matches_finite_differences() {
             rel_err(&grads, &g_plain) > 1e-3,
             "the teacher moved nothing"
         );
-        let h = 1e-5;
         let n = params.as_slice().len();
-        for i in (0..n).step_by(n / 97 + 1).chain([n - 1]) {
-            let x = params.as_slice()[i];
-            params.as_mut_slice()[i] = x + h;
-            let (up, _) = distilled_grads::<Tiny>(&params, &vocab, &names, &teacher, alpha);
-            params.as_mut_slice()[i] = x - h;
-            let (down, _) = distilled_grads::<Tiny>(&params, &vocab, &names, &teacher, alpha);
-            params.as_mut_slice()[i] = x;
-            let fd = (up - down) / (2.0 * h);
-            let err = (fd - grads[i]).abs() / (grads[i].abs() + 1e-6);
-            assert!(
-                err < 1e-4,
-                "alpha {alpha}, parameter {i}: {fd:e} vs {:e}",
-                grads[i]
-            );
-        }
+        let at = (0..n).step_by(n / 97 + 1).chain([n - 1]);
+        let loss = |p: &Params<Tiny, f64>| distilled_grads(p, &vocab, &names, &teacher, alpha).0;
+        assert_central_differences(&mut params, &grads, at, loss, &format!("alpha {alpha}"));
     }
 }
 
@@ -305,11 +305,8 @@ fn distilled_backward_matches_finite_differences() {
 #[test]
 fn distill_refuses_what_it_cannot_use() {
     let vocab = vocab_of(&NAMES);
-    let mut t: Box<Trainer<Tiny, f64>> = bytemuck::zeroed_box();
     let params = random_params::<Tiny>(vocab.len(), 5);
-    t.params.copy_from(vocab.len(), params.as_slice()).unwrap();
-    let mut batch = Batch::<Tiny>::new();
-    batch.push(&vocab, "mia").unwrap();
+    let (mut t, batch) = trainer_on::<Tiny, f64>(&params, &vocab, &["mia"]);
     let rows = batch.rows().len();
     let uniform = vec![1.0 / vocab.len() as f64; rows * vocab.len()];
     let usage =
