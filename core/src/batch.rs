@@ -52,7 +52,14 @@ impl<C: Config> Batch<C> {
         self.names = 0;
     }
 
-    /// Appends a name and returns its number of rows: `min(block, chars + 1)`.
+    /// The rows that `name` takes in a batch: one for each of its characters and one
+    /// for the BOS that starts it, at most `block` (the characters past the context are
+    /// dropped).
+    pub fn rows_of(name: &str) -> usize {
+        C::DIMS.block.min(name.chars().count() + 1)
+    }
+
+    /// Appends a name and returns its number of rows ([`Batch::rows_of`]).
     ///
     /// Characters past the context are dropped, as in microgpt; compare the result with
     /// the name's length to warn about it. A character outside `vocab` is an error and
@@ -63,7 +70,7 @@ impl<C: Config> Batch<C> {
         }
         vocab.check_fits::<C>()?;
         let bos = vocab.bos() as u8;
-        let n = C::DIMS.block.min(name.chars().count() + 1);
+        let n = Self::rows_of(name);
         // One pass that encodes and writes. An unknown character stops it with the
         // batch's length unchanged, so the rows written are past the end, unused.
         let mut chars = name.chars();

@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use microgpt_core::{
-    AdamConfig, Config, CoreStepper, Decoder, Dropout, Kernels, Makemore, Micro, Names, Params,
-    PyRandom, Sampling, Scalar, Stepper, Transposed, Vocab,
+    AdamConfig, Batch, Config, CoreStepper, Decoder, Dropout, Kernels, Makemore, Micro, Names,
+    Params, PyRandom, Sampling, Scalar, Stepper, Transposed, Vocab,
 };
 
 use crate::dataset::{Dataset, split};
@@ -139,7 +139,7 @@ fn train_run<C: Config, K: Kernels<f32>>(
     let rows: usize = names[warmup..]
         .iter()
         .flatten()
-        .map(|n| (n.chars().count() + 1).min(C::DIMS.block))
+        .map(|n| Batch::<C>::rows_of(n))
         .sum();
     let total = warmup + steps;
     let mut start = Instant::now();

@@ -164,7 +164,9 @@ struct TrainArgs {
     /// teacher's probabilities. Give it again for more teachers, whose probabilities are
     /// averaged. A teacher has this model's shape and characters, and should be trained
     /// on the same training names (the same --split-seed), so that it never saw the
-    /// validation names. Each step then runs every teacher's forward pass too.
+    /// validation names. The teachers run once, on every training name, before the
+    /// first step, which then reads what they gave (in memory: 22 MB for
+    /// data/names.txt).
     #[arg(long, value_name = "WEIGHTS")]
     teacher: Vec<PathBuf>,
     /// The teachers' share of each position's target, in (0, 1]; the next letter has the

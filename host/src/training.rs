@@ -251,6 +251,19 @@ fn train_with<C: Config, K: Kernels<f32>>(
             opts.distill
         );
         trainer.set_teachers(teachers, opts.distill);
+        let names: Vec<&str> = train_docs.iter().map(String::as_str).collect();
+        let bytes = ParallelTrainer::<C, K>::soft_target_bytes(&vocab, &names);
+        let mb = bytes as f64 / 1e6;
+        if bytes <= SOFT_TARGETS_MAX_BYTES {
+            trainer.remember_teachers(&vocab, &names)?;
+            eprintln!("their probabilities on the training names: {mb:.0} MB, made once");
+        } else {
+            eprintln!(
+                "their probabilities on the training names would take {mb:.0} MB, more than \
+                 {} MB: every step runs the teachers instead (slower, the same result)",
+                SOFT_TARGETS_MAX_BYTES / 1_000_000
+            );
+        }
     }
     let mut start = 0;
 
@@ -412,6 +425,11 @@ pub const CHECKPOINT_FORMAT: &str = "microgpt-checkpoint/1";
 fn split_seed(opts: &TrainOptions) -> Option<i64> {
     opts.split_seed.filter(|&s| s != opts.seed)
 }
+
+/// The most memory that the teachers' probabilities on the training names may take
+/// ([`ParallelTrainer::remember_teachers`]); beyond it each step runs the teachers.
+/// Either list of names, the project's or makemore's, takes 22 MB.
+const SOFT_TARGETS_MAX_BYTES: usize = 1_000_000_000;
 
 /// A teacher's weights, checked against the model that learns from it.
 fn load_teacher<C: Config>(path: &Path, vocab: &Vocab) -> Result<Box<Params<C>>> {
