@@ -260,7 +260,7 @@ fn train_with<C: Config, K: Kernels<f32>>(
         } else {
             eprintln!(
                 "their probabilities on the training names would take {mb:.0} MB, more than \
-                 {} MB: every step runs the teachers instead (slower, the same result)",
+                 {} MB: every step runs the teachers instead, which is slower",
                 SOFT_TARGETS_MAX_BYTES / 1_000_000
             );
         }
