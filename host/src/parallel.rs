@@ -329,6 +329,12 @@ fn prefetch_for_write(s: &[f32]) {
     let _ = s;
 }
 
+/// The names of `names` without repeats, each where it first comes.
+fn distinct<'a>(names: &[&'a str]) -> Vec<&'a str> {
+    let mut seen = HashSet::new();
+    names.iter().copied().filter(|n| seen.insert(*n)).collect()
+}
+
 /// `s` cut into the consecutive `ranges`, which must cover it in order.
 fn split<'a, T>(mut s: &'a mut [T], ranges: &[Range<usize>]) -> Vec<&'a mut [T]> {
     ranges
@@ -420,8 +426,7 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
 
     /// The bytes that [`ParallelTrainer::remember_teachers`] keeps for `names`.
     pub fn soft_target_bytes(vocab: &Vocab, names: &[&str]) -> usize {
-        let distinct: HashSet<&str> = names.iter().copied().collect();
-        let rows: usize = distinct.into_iter().map(Batch::<C>::rows_of).sum();
+        let rows: usize = distinct(names).into_iter().map(Batch::<C>::rows_of).sum();
         rows * vocab.len() * size_of::<f32>()
     }
 
@@ -439,8 +444,7 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
         let weights: Vec<Weights<'_, C>> = (self.teachers.iter())
             .map(|t| view::<C, K>(&t.params, &t.transposed))
             .collect::<Result<_>>()?;
-        let mut seen = HashSet::new();
-        let distinct: Vec<&str> = names.iter().copied().filter(|n| seen.insert(*n)).collect();
+        let distinct = distinct(names);
         let mut soft = SoftTargets::default();
         let width = vocab.len();
         for chunk in distinct.chunks(C::BATCH * self.workers.workers.len()) {
