@@ -324,6 +324,11 @@ struct EvalArgs {
     /// Names to score, one per line.
     #[arg(long)]
     data: PathBuf,
+    /// Score only the names that `train` held out of --data for validation with this
+    /// seed (its --split-seed, or else its --seed): the validation loss that `train`
+    /// printed. Without it, every name of --data is scored.
+    #[arg(long, value_name = "SEED", allow_negative_numbers = true)]
+    held_out: Option<i64>,
     /// Threads [default: the number of cores].
     #[arg(long)]
     threads: Option<usize>,
@@ -658,22 +663,31 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let data = Dataset::load(&a.data)?;
     let threads =
         parallel::checked_threads(a.threads.unwrap_or_else(parallel::cores), data.docs.len())?;
-    with_config!(file.dims(), eval_with(&file, &data, threads))
+    with_config!(file.dims(), eval_with(&file, &data, a.held_out, threads))
         .unwrap_or_else(|| unreachable_shape(&file))
 }
 
 fn eval_with<C: Config>(
     file: &microgpt_core::WeightFile<'_>,
     data: &Dataset,
+    held_out: Option<i64>,
     threads: usize,
 ) -> Result<()> {
     let params = params_of::<C>(file)?;
     known_to(data, file.vocab())?;
     data.warn_truncation::<C>();
-    let names: Vec<&str> = data.docs.iter().map(String::as_str).collect();
+    let docs = match held_out {
+        Some(seed) => microgpt::dataset::split(&data.docs, seed).1,
+        None => data.docs.clone(),
+    };
+    let names: Vec<&str> = docs.iter().map(String::as_str).collect();
     let mut workers = parallel::Workers::<C>::new(threads)?;
     let (sum, rows) = workers.eval(&params.weights(), file.vocab(), &names)?;
-    eprintln!("{}, {rows} predicted tokens", count_names(names.len()));
+    let which = held_out.map_or_else(String::new, |s| format!(" held out by seed {s}"));
+    eprintln!(
+        "{}{which}, {rows} predicted tokens",
+        count_names(names.len())
+    );
     writeln!(std::io::stdout(), "{:.6}", sum / rows as f64)?;
     Ok(())
 }

@@ -204,6 +204,34 @@ fn eval_survives_export_and_import() {
     );
 }
 
+/// `eval --held-out S` scores the names that `train --split-seed S` held out: the
+/// validation loss that `train` printed, and not that of another seed's names.
+#[test]
+fn eval_held_out_scores_the_validation_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let trained = train_small(
+        dir.path(),
+        &["--seed", "5", "--split-seed", "7", "--out", "w.bin"],
+    );
+    let eval = |held_out: &[&str]| {
+        let args = [
+            &["eval", "--weights", "w.bin", "--data", "names.txt"],
+            held_out,
+        ]
+        .concat();
+        let out = microgpt(dir.path(), &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let loss: f64 = text(&out.stdout).trim().parse().unwrap();
+        (loss, text(&out.stderr))
+    };
+    let (held_out, said) = eval(&["--held-out", "7"]);
+    assert!((held_out - val_loss(&trained)).abs() < 6e-5, "{held_out}");
+    assert!(said.contains("30 names held out by seed 7"), "{said}");
+    for other in [eval(&["--held-out", "5"]).0, eval(&[]).0] {
+        assert!((other - held_out).abs() > 1e-4, "{other} {held_out}");
+    }
+}
+
 /// int8 weights: a quarter of the size, read by `sample`, `eval` and `export`, and
 /// within a stated loss of their f32 source on the names held out in training.
 #[test]
