@@ -162,10 +162,11 @@ struct TrainArgs {
     /// Weights of a trained model to learn from as well as from the names (knowledge
     /// distillation): each position's target becomes a mix of its next letter and the
     /// teacher's probabilities. Give it again for more teachers, whose probabilities are
-    /// averaged. A teacher has this model's shape and characters, and should be trained
-    /// on the same training names (the same --split-seed), so that it never saw the
-    /// validation names. The teachers run once, on every training name, before the
-    /// first step, which then reads what they gave (in memory: 22 MB for
+    /// averaged. A teacher knows the same characters and has the same --block, but may
+    /// be wider or deeper (a `large` model teaching a `micro` one for a small chip); it
+    /// should be trained on the same training names (the same --split-seed), so that it
+    /// never saw the validation names. The teachers run once, on every training name,
+    /// before the first step, which then reads what they gave (in memory: 22 MB for
     /// data/names.txt).
     #[arg(long, value_name = "WEIGHTS")]
     teacher: Vec<PathBuf>,

@@ -105,6 +105,11 @@ impl<C: Config> Worker<C> {
             .remembered
             .is_some_and(|r| r.copy_to(names, &mut self.soft));
         if !remembered {
+            anyhow::ensure!(
+                !teachers.weights.is_empty(),
+                "a name of the batch has no teachers' probabilities, and no teacher of the \
+                 student's shape can run to make them"
+            );
             self.average::<K>(&teachers.weights)?;
         }
         Ok(distill(
@@ -135,25 +140,109 @@ impl<C: Config> Worker<C> {
 
 /// The models a step learns from besides the names, and their share of the target.
 struct Teachers<'a, C: Config> {
+    /// Those of the student's shape, which a step can run.
     weights: Vec<Weights<'a, C>>,
-    /// Their mean probabilities on the training names, if made in advance.
+    /// The mean probabilities of all of them on the training names, if made in advance.
     remembered: Option<&'a SoftTargets>,
     alpha: f32,
 }
 
+impl<C: Config> Teachers<'_, C> {
+    /// Whether there is anything to learn from besides the names.
+    fn teach(&self) -> bool {
+        !self.weights.is_empty() || self.remembered.is_some()
+    }
+}
+
 /// The teachers' mean probabilities on every distinct name of a training set, one row
-/// of the vocabulary for each of a name's rows, made once
-/// ([`ParallelTrainer::remember_teachers`]). A teacher sees each name as it is, without
-/// dropout, so its probabilities are the same at every step, and a step can copy them
-/// instead of running every teacher's forward pass.
+/// of the vocabulary for each of a name's rows, made once before training
+/// ([`SoftTargets::of`], [`SoftTargets::mean`]) and handed to the student
+/// ([`ParallelTrainer::remember`]). A teacher sees each name as it is, without dropout,
+/// so its probabilities are the same at every step, and a step can copy them instead
+/// of running every teacher's forward pass: the makemore model's student of three takes
+/// about half the time. Since they are only probabilities over the vocabulary, a
+/// teacher of any width and depth can make them, as long as it cuts the names at the
+/// same length (its block size) and so gives each name as many rows.
 #[derive(Default)]
-struct SoftTargets {
+pub struct SoftTargets {
     /// Where the rows of each name are in `probs`.
     rows: HashMap<String, Range<usize>>,
     probs: Vec<f32>,
 }
 
 impl SoftTargets {
+    /// The bytes that the probabilities of models of block size `C::BLOCK` on `names`
+    /// take.
+    pub fn bytes<C: Config>(vocab: &Vocab, names: &[&str]) -> usize {
+        let rows: usize = distinct(names).into_iter().map(Batch::<C>::rows_of).sum();
+        rows * vocab.len() * size_of::<f32>()
+    }
+
+    /// The probabilities of `teacher` on every distinct name of `names` (the training
+    /// names), made on `threads` threads with the kernels `K`. The SIMD products add up
+    /// a row in an order that depends on its place among the batch's rows, so these
+    /// differ in their last bits from the teacher's at a step (with the scalar kernels,
+    /// the same bits).
+    pub fn of<T: Config, K: Kernels<f32>>(
+        teacher: &Params<T>,
+        vocab: &Vocab,
+        names: &[&str],
+        threads: usize,
+    ) -> Result<Self> {
+        let mut transposed: Box<Transposed<T>> = bytemuck::zeroed_box();
+        if K::PREFERS_TRANSPOSED {
+            transposed.refresh::<K>(&teacher.weights());
+        }
+        let weights = [view::<T, K>(teacher, &transposed)?];
+        let mut workers = Workers::<T, K>::new(threads)?;
+        let mut soft = SoftTargets::default();
+        let width = vocab.len();
+        for chunk in distinct(names).chunks(T::BATCH * workers.workers.len()) {
+            let (used, _) = workers.share(chunk);
+            workers.run(used, vocab, chunk, |worker| {
+                worker.average::<K>(&weights).map(|()| 0.0)
+            })?;
+            for worker in &workers.workers[..used] {
+                let mut rows = worker.soft.chunks(width);
+                for &name in &chunk[worker.names.clone()] {
+                    let start = soft.probs.len();
+                    for row in rows.by_ref().take(Batch::<T>::rows_of(name)) {
+                        soft.probs.extend_from_slice(row);
+                    }
+                    soft.rows.insert(name.to_owned(), start..soft.probs.len());
+                }
+            }
+        }
+        Ok(soft)
+    }
+
+    /// The mean of the probabilities of several teachers, each made by
+    /// [`SoftTargets::of`] on the same names with the same block size, added up in
+    /// their order (as a step adds up the teachers it runs) and then divided by their
+    /// number. Only two are in memory at a time.
+    pub fn mean(teachers: impl IntoIterator<Item = Result<SoftTargets>>) -> Result<Self> {
+        let (mut sum, mut n) = (SoftTargets::default(), 0);
+        for teacher in teachers {
+            let teacher = teacher?;
+            if n == 0 {
+                sum = teacher;
+            } else {
+                anyhow::ensure!(
+                    teacher.rows == sum.rows,
+                    "the teachers cut the names at other lengths: they need the same block size"
+                );
+                sum.probs
+                    .iter_mut()
+                    .zip(&teacher.probs)
+                    .for_each(|(q, p)| *q += p);
+            }
+            n += 1;
+        }
+        let n = n as f32;
+        sum.probs.iter_mut().for_each(|q| *q /= n);
+        Ok(sum)
+    }
+
     /// Puts the rows of `names`, one name after another, in `out`. False if some name
     /// is not among those remembered, and then `out` holds only part of them.
     fn copy_to(&self, names: &[&str], out: &mut Vec<f32>) -> bool {
@@ -247,7 +336,7 @@ impl<C: Config, K: Kernels<f32>> Workers<C, K> {
                 ..dropout
             };
             let loss = forward_train::<C, f32, K>(w, &worker.batch, &mut worker.acts, dropout)?;
-            if !teachers.weights.is_empty() {
+            if teachers.teach() {
                 let mine = &names[worker.names.clone()];
                 worker.learn_from::<K>(teachers, mine)?;
             }
@@ -408,7 +497,7 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
     /// Learns from `teachers` too: each step trains toward the mean of their
     /// probabilities on the batch with weight `alpha`, and toward the next letters with
     /// the rest ([`distill`]). Each forward pass of a step then runs every teacher's too,
-    /// until [`ParallelTrainer::remember_teachers`] has made their probabilities.
+    /// unless [`ParallelTrainer::remember`] gave their probabilities.
     pub fn set_teachers(&mut self, teachers: Vec<Box<Params<C>>>, alpha: f32) {
         self.teachers = teachers
             .into_iter()
@@ -424,52 +513,13 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
         self.alpha = alpha;
     }
 
-    /// The bytes that [`ParallelTrainer::remember_teachers`] keeps for `names`.
-    pub fn soft_target_bytes(vocab: &Vocab, names: &[&str]) -> usize {
-        let rows: usize = distinct(names).into_iter().map(Batch::<C>::rows_of).sum();
-        rows * vocab.len() * size_of::<f32>()
-    }
-
-    /// Runs the teachers once on every distinct name of `names` (the training names)
-    /// and keeps their mean probabilities ([`ParallelTrainer::soft_target_bytes`] of
-    /// them), so that a step copies them instead of running the teachers. The targets
-    /// are the same but for rounding: the SIMD products add up a row in an order that
-    /// depends on its place among the batch's rows (with the scalar kernels, the same
-    /// bits). The makemore model's student of three takes about half the time. A name
-    /// not among `names` is still taught by running the teachers at its step.
-    pub fn remember_teachers(&mut self, vocab: &Vocab, names: &[&str]) -> Result<()> {
-        if self.teachers.is_empty() {
-            return Ok(());
-        }
-        let weights: Vec<Weights<'_, C>> = (self.teachers.iter())
-            .map(|t| view::<C, K>(&t.params, &t.transposed))
-            .collect::<Result<_>>()?;
-        let distinct = distinct(names);
-        let mut soft = SoftTargets::default();
-        let width = vocab.len();
-        for chunk in distinct.chunks(C::BATCH * self.workers.workers.len()) {
-            let (used, _) = self.workers.share(chunk);
-            self.workers.run(used, vocab, chunk, |worker| {
-                worker.average::<K>(&weights).map(|()| 0.0)
-            })?;
-            for worker in &self.workers.workers[..used] {
-                let mut rows = worker.soft.chunks(width);
-                for &name in &chunk[worker.names.clone()] {
-                    let start = soft.probs.len();
-                    for row in rows.by_ref().take(Batch::<C>::rows_of(name)) {
-                        soft.probs.extend_from_slice(row);
-                    }
-                    soft.rows.insert(name.to_owned(), start..soft.probs.len());
-                }
-            }
-        }
+    /// Learns from the teachers' probabilities `soft` on the training names, made
+    /// before the first step: a step copies them for its names instead of running the
+    /// teachers of [`ParallelTrainer::set_teachers`] (who still teach a name that `soft`
+    /// lacks). Their share of the target is `alpha`.
+    pub fn remember(&mut self, soft: SoftTargets, alpha: f32) {
         self.remembered = Some(soft);
-        Ok(())
-    }
-
-    /// The teachers' weights, and their share of the target (0 without teachers).
-    pub fn teachers(&self) -> (impl Iterator<Item = &Params<C>>, f32) {
-        (self.teachers.iter().map(|t| &*t.params), self.alpha)
+        self.alpha = alpha;
     }
 
     /// The weights.
@@ -623,7 +673,7 @@ fn view<'a, C: Config, K: Kernels<f32>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use microgpt_core::{Makemore, Micro, PyRandom, Scalar};
+    use microgpt_core::{Makemore, Micro, Mini, PyRandom, Scalar};
 
     const NAMES: [&str; 12] = [
         "emma",
@@ -718,9 +768,16 @@ mod tests {
         };
         let train = |teachers: usize, remember: &[&str]| {
             let mut trainer = ParallelTrainer::<Micro, Scalar>::new(init(42), 2).unwrap();
-            trainer.set_teachers((1..=teachers as i64).map(init).collect(), 0.5);
-            if !remember.is_empty() {
-                trainer.remember_teachers(&vocab, remember).unwrap();
+            let teachers: Vec<_> = (1..=teachers as i64).map(init).collect();
+            let soft = (!remember.is_empty()).then(|| {
+                let each = teachers
+                    .iter()
+                    .map(|t| SoftTargets::of::<Micro, Scalar>(t, &vocab, remember, 2));
+                SoftTargets::mean(each).unwrap()
+            });
+            trainer.set_teachers(teachers, 0.5);
+            if let Some(soft) = soft {
+                trainer.remember(soft, 0.5);
             }
             let hp = AdamConfig::MICROGPT;
             for step in 0..5 {
@@ -736,12 +793,39 @@ mod tests {
         // The teachers do move the weights.
         assert_ne!(train(1, &NAMES).as_slice(), running.as_slice());
 
-        let bytes = ParallelTrainer::<Micro, Scalar>::soft_target_bytes;
+        let bytes = SoftTargets::bytes::<Micro>;
         let rows: usize = NAMES.iter().map(|n| n.len() + 1).sum();
         assert_eq!(bytes(&vocab, &NAMES), rows * vocab.len() * 4);
         assert_eq!(
             bytes(&vocab, &[NAMES, NAMES].concat()),
             bytes(&vocab, &NAMES)
+        );
+    }
+
+    /// A teacher of another width and depth than the student's makes the rows a
+    /// student of the same block size learns from: for every name, its probabilities
+    /// on that name alone (with the scalar kernels, a row's bits do not depend on the
+    /// batch around it), and the same names the second time.
+    #[test]
+    fn a_teacher_of_another_shape_gives_its_probabilities() {
+        let vocab = Vocab::from_chars(NAMES.iter().flat_map(|n| n.chars())).unwrap();
+        let mut mini: Box<Params<Mini>> = bytemuck::zeroed_box();
+        mini.init(vocab.len(), &mut PyRandom::new(7)).unwrap();
+        let names = [&NAMES[..], &NAMES[..4]].concat();
+        let soft = SoftTargets::of::<Mini, Scalar>(&mini, &vocab, &names, 2).unwrap();
+        assert_eq!(soft.rows.len(), NAMES.len());
+        let mut acts: Box<Acts<Mini>> = bytemuck::zeroed_box();
+        let mut batch = Batch::<Mini>::new();
+        for name in NAMES {
+            batch.clear();
+            batch.push(&vocab, name).unwrap();
+            forward::<Mini, f32, Scalar>(&mini.weights(), &batch, &mut acts).unwrap();
+            assert_eq!(&soft.probs[soft.rows[name].clone()], acts.probs(), "{name}");
+        }
+        assert_eq!(
+            soft.probs.len(),
+            SoftTargets::bytes::<Micro>(&vocab, &names) / 4,
+            "a student of Micro's block size learns from as many rows"
         );
     }
 }

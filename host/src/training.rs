@@ -8,12 +8,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use microgpt_core::{AdamConfig, Config, Dropout, Kernels, Params, PyRandom, Scalar, Vocab};
+use microgpt_core::{
+    AdamConfig, Config, Dropout, Kernels, Params, PyRandom, Scalar, Vocab, WeightFile, with_config,
+};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::dataset::{Dataset, Order, split};
-use crate::model_file::{WeightBytes, encode, params_of};
-use crate::parallel::{Diverged, ParallelTrainer, checked_threads, cores, default_threads};
+use crate::model_file::{WeightBytes, encode, not_shipped, params_of};
+use crate::parallel::{
+    Diverged, ParallelTrainer, SoftTargets, checked_threads, cores, default_threads,
+};
 use crate::progress::Progress;
 use crate::safe_write::{check_outputs, write_atomic};
 use crate::simd::Simd;
@@ -234,6 +238,7 @@ fn train_with<C: Config, K: Kernels<f32>>(
     let teachers = (opts.teachers.iter())
         .map(|path| load_teacher::<C>(path, &vocab))
         .collect::<Result<Vec<_>>>()?;
+    let teacher_crcs: Vec<u32> = teachers.iter().map(|t| t.crc).collect();
     // The initial weights follow `seed`'s shuffle, as in microgpt; the split may come
     // from another.
     let (mut train_docs, mut val_docs, mut rng) = split(&data.docs, opts.seed);
@@ -250,21 +255,39 @@ fn train_with<C: Config, K: Kernels<f32>>(
             if teachers.len() == 1 { "" } else { "s" },
             opts.distill
         );
-        trainer.set_teachers(teachers, opts.distill);
         let names: Vec<&str> = train_docs.iter().map(String::as_str).collect();
-        let bytes = ParallelTrainer::<C, K>::soft_target_bytes(&vocab, &names);
-        let mb = bytes as f64 / 1e6;
+        let bytes = SoftTargets::bytes::<C>(&vocab, &names);
+        let (mb, max_mb) = (bytes as f64 / 1e6, SOFT_TARGETS_MAX_BYTES / 1_000_000);
         if bytes <= SOFT_TARGETS_MAX_BYTES {
-            trainer.remember_teachers(&vocab, &names)?;
+            let soft = SoftTargets::mean(teachers.iter().map(|t| {
+                let file = t.bytes.model()?;
+                with_config!(
+                    file.dims(),
+                    teacher_probs(&file, &vocab, &names, threads, opts)
+                )
+                .unwrap_or_else(|| Err(not_shipped("a teacher", &file.dims())))
+            }))?;
+            trainer.remember(soft, opts.distill);
             eprintln!("their probabilities on the training names: {mb:.0} MB, made once");
         } else {
+            let runnable: Option<Vec<Box<Params<C>>>> =
+                teachers.into_iter().map(|t| t.same).collect();
+            let runnable = runnable.with_context(|| {
+                format!(
+                    "the teachers' probabilities on the training names would take {mb:.0} \
+                     MB, more than {max_mb} MB, and a teacher of another shape than the \
+                     student's teaches only through them: give teachers of the student's \
+                     shape, which every step can run, or fewer names"
+                )
+            })?;
+            trainer.set_teachers(runnable, opts.distill);
             eprintln!(
                 "their probabilities on the training names would take {mb:.0} MB, more than \
-                 {} MB: every step runs the teachers instead, which is slower",
-                SOFT_TARGETS_MAX_BYTES / 1_000_000
+                 {max_mb} MB: every step runs the teachers instead, which is slower"
             );
         }
     }
+    let identity = run_identity::<C>(&vocab, opts, train_docs.len(), &teacher_crcs);
     let mut start = 0;
 
     let ckpt = opts.out.as_deref().map(checkpoint_path);
@@ -281,7 +304,7 @@ fn train_with<C: Config, K: Kernels<f32>>(
         let path = ckpt
             .as_deref()
             .context("--resume needs --out: it continues from <out>.ckpt")?;
-        start = load_checkpoint(path, &mut trainer, &vocab, opts, train_docs.len())?;
+        start = load_checkpoint(path, &mut trainer, &vocab, &identity)?;
         eprintln!("resuming from {} at step {start}", path.display());
     }
     ensure!(
@@ -372,7 +395,7 @@ fn train_with<C: Config, K: Kernels<f32>>(
         let due = policy.steps.is_some_and(|n| done.is_multiple_of(n))
             || policy.every.is_some_and(|t| last_save.elapsed() >= t);
         if let (true, Some(ckpt)) = (due && done < end, &ckpt) {
-            save_checkpoint(ckpt, &trainer, &vocab, opts, done, train_docs.len())?;
+            save_checkpoint(ckpt, &trainer, &identity, done)?;
             last_save = Instant::now();
         }
     }
@@ -383,7 +406,7 @@ fn train_with<C: Config, K: Kernels<f32>>(
             out,
             &encode(&vocab, &trainer.params().weights(), Encoding::F32)?,
         )?;
-        save_checkpoint(ckpt, &trainer, &vocab, opts, done, train_docs.len())?;
+        save_checkpoint(ckpt, &trainer, &identity, done)?;
         if stopped_by != 0 {
             return Err(Interrupted {
                 signal: stopped_by as i32,
@@ -427,14 +450,25 @@ fn split_seed(opts: &TrainOptions) -> Option<i64> {
 }
 
 /// The most memory that the teachers' probabilities on the training names may take
-/// ([`ParallelTrainer::remember_teachers`]); beyond it each step runs the teachers.
-/// Either list of names, the project's or makemore's, takes 22 MB.
+/// ([`SoftTargets`]); beyond it each step runs the teachers, who must then have the
+/// student's shape. Either list of names, the project's or makemore's, takes 22 MB.
 const SOFT_TARGETS_MAX_BYTES: usize = 1_000_000_000;
 
-/// A teacher's weights, checked against the model that learns from it.
-fn load_teacher<C: Config>(path: &Path, vocab: &Vocab) -> Result<Box<Params<C>>> {
+/// A model to learn from, checked against the model `C` that learns from it.
+struct Teacher<C: Config> {
+    /// Its weight file.
+    bytes: WeightBytes,
+    /// The CRC-32 of its weights, which a checkpoint records.
+    crc: u32,
+    /// Its weights if it has `C`'s shape: then a step can run it.
+    same: Option<Box<Params<C>>>,
+}
+
+/// Reads a teacher: it must know the characters of these names and cut them at the
+/// same length as the model `C` (its block size); its width and depth are free.
+fn load_teacher<C: Config>(path: &Path, vocab: &Vocab) -> Result<Teacher<C>> {
     let bytes = WeightBytes::read(path)?;
-    let file = bytes.parse()?;
+    let file = bytes.model()?;
     ensure!(
         file.vocab() == vocab,
         "the teacher {} knows other characters than these names: a teacher must be \
@@ -443,25 +477,50 @@ fn load_teacher<C: Config>(path: &Path, vocab: &Vocab) -> Result<Box<Params<C>>>
     );
     let (dims, want) = (file.dims(), C::DIMS.with_vocab(vocab.len()));
     ensure!(
-        dims == want,
-        "the teacher {} has the shape {dims}, the model trained here {want}: a teacher \
-         must have the model's shape",
-        path.display()
+        dims.block == want.block,
+        "the teacher {} reads {} positions, the model trained here {}: a teacher must \
+         have the same --block (its width and depth may differ)",
+        path.display(),
+        dims.block,
+        want.block
     );
-    params_of::<C>(&file)
+    let crc = with_config!(dims, crc_of(&file))
+        .unwrap_or_else(|| Err(not_shipped("a teacher", &dims)))?;
+    let same = (dims == want).then(|| params_of::<C>(&file)).transpose()?;
+    drop(file);
+    Ok(Teacher { bytes, crc, same })
+}
+
+/// The CRC-32 of the weights in `file`, read as the model `T`.
+fn crc_of<T: Config>(file: &WeightFile<'_>) -> Result<u32> {
+    Ok(params_crc(params_of::<T>(file)?.as_slice()))
+}
+
+/// The probabilities of the teacher in `file`, read as the model `T`, on every distinct
+/// name of `names`, with the kernels of the run.
+fn teacher_probs<T: Config>(
+    file: &WeightFile<'_>,
+    vocab: &Vocab,
+    names: &[&str],
+    threads: usize,
+    opts: &TrainOptions,
+) -> Result<SoftTargets> {
+    let params = params_of::<T>(file)?;
+    match opts.kernels {
+        KernelsArg::Simd => SoftTargets::of::<T, Simd>(&params, vocab, names, threads),
+        KernelsArg::Scalar => SoftTargets::of::<T, Scalar>(&params, vocab, names, threads),
+    }
 }
 
 /// What must agree between a checkpoint and the run that resumes it.
-fn run_identity<C: Config, K: Kernels<f32>>(
+fn run_identity<C: Config>(
     vocab: &Vocab,
     opts: &TrainOptions,
     train_docs: usize,
-    trainer: &ParallelTrainer<C, K>,
+    teacher_crcs: &[u32],
 ) -> [(&'static str, String); 8] {
-    let (teachers, alpha) = trainer.teachers();
-    let crcs: Vec<String> = teachers
-        .map(|p| format!("{:08x}", params_crc(p.as_slice())))
-        .collect();
+    let alpha = opts.distill;
+    let crcs: Vec<String> = teacher_crcs.iter().map(|c| format!("{c:08x}")).collect();
     [
         ("config", C::NAME.to_owned()),
         ("vocab", vocab.chars().iter().collect()),
@@ -500,10 +559,8 @@ const IDENTITY_DEFAULTS: [(&str, &str); 3] =
 fn save_checkpoint<C: Config, K: Kernels<f32>>(
     path: &Path,
     trainer: &ParallelTrainer<C, K>,
-    vocab: &Vocab,
-    opts: &TrainOptions,
+    identity: &[(&str, String)],
     step: usize,
-    train_docs: usize,
 ) -> Result<()> {
     let (params, adam) = (trainer.params().as_slice(), trainer.adam());
     let (m, v) = adam.moments(params.len());
@@ -514,11 +571,7 @@ fn save_checkpoint<C: Config, K: Kernels<f32>>(
         m,
         v,
     };
-    write_checkpoint(
-        path,
-        &state,
-        &run_identity(vocab, opts, train_docs, trainer),
-    )
+    write_checkpoint(path, &state, identity)
 }
 
 /// The state a checkpoint holds: owned (`Vec<f32>`) when read, borrowed (`&[f32]`)
@@ -567,14 +620,12 @@ fn load_checkpoint<C: Config, K: Kernels<f32>>(
     path: &Path,
     trainer: &mut ParallelTrainer<C, K>,
     vocab: &Vocab,
-    opts: &TrainOptions,
-    train_docs: usize,
+    identity: &[(&str, String)],
 ) -> Result<usize> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("no checkpoint to resume from at {}", path.display()))?;
-    let identity = run_identity(vocab, opts, train_docs, trainer);
     let n = microgpt_core::Layout::new(C::DIMS.with_vocab(vocab.len())).len();
-    let c = read_checkpoint(&bytes, path, &identity, n)?;
+    let c = read_checkpoint(&bytes, path, identity, n)?;
     trainer.restore(vocab.len(), &c.params, &c.m, &c.v, c.adam_steps)?;
     Ok(c.step)
 }

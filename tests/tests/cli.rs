@@ -413,10 +413,10 @@ fn same_seed_and_threads_train_the_same_weights() {
 /// `--teacher` drives the target: a student of an untrained teacher with `--distill 1`
 /// learns nothing (its loss stays near the teacher's uniform guess) where the names
 /// alone teach it; at 0.5 it gives other weights than no teacher, the same on a resume,
-/// and a checkpoint refuses a resume without its teacher. A teacher of another shape or
-/// other characters is refused.
+/// and a checkpoint refuses a resume without its teacher. A wider and deeper teacher
+/// teaches too; one of another block size or of other characters is refused.
 #[test]
-fn teachers_drive_the_target_and_must_match_the_model() {
+fn teachers_drive_the_target_and_must_fit_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let alone = train_small(d, &["--out", "alone.bin"]);
@@ -462,11 +462,25 @@ fn teachers_drive_the_target_and_must_match_the_model() {
     let err = fails(d, &[&train[..], &without].concat());
     assert!(err.contains("teachers"), "{err}");
 
-    let other_shape = root().join("data/makemore.bin");
-    let other_shape = ["--teacher", other_shape.to_str().unwrap()];
-    let err = fails(d, &[&train[..], &other_shape].concat());
+    // A wider and deeper teacher teaches through its probabilities, made before the
+    // first step: with --distill 1 the student learns what it knows, where the blank
+    // teacher above taught nothing.
+    let makemore = root().join("data/makemore.bin");
+    let deeper = ["--teacher", makemore.to_str().unwrap(), "--distill", "1"];
+    let taught = train_small(d, &[&["--out", "deeper.bin"], &deeper[..]].concat());
+    let err = text(&taught.stderr);
     assert!(
-        err.contains("has the shape") && err.contains("model's shape"),
+        err.contains("learning from 1 teacher") && err.contains("made once"),
+        "{err}"
+    );
+    assert!(val_loss(&taught) < 3.0, "{}", val_loss(&taught));
+    // One that reads another number of positions cannot give a name's rows.
+    let lines = ["--config", "lines", "--steps", "0", "--out", "lines.bin"];
+    let blank = microgpt(d, &[&train[..], &lines].concat());
+    assert!(blank.status.success(), "{}", text(&blank.stderr));
+    let err = fails(d, &[&train[..], &["--teacher", "lines.bin"]].concat());
+    assert!(
+        err.contains("reads 64 positions") && err.contains("same --block"),
         "{err}"
     );
     fs::write(d.join("abc.txt"), "abc\ncab\nbca\n").unwrap();
