@@ -497,7 +497,8 @@ impl<C: Config, K: Kernels<f32>> ParallelTrainer<C, K> {
     /// Learns from `teachers` too: each step trains toward the mean of their
     /// probabilities on the batch with weight `alpha`, and toward the next letters with
     /// the rest ([`distill`]). Each forward pass of a step then runs every teacher's too,
-    /// unless [`ParallelTrainer::remember`] gave their probabilities.
+    /// unless [`ParallelTrainer::remember`] gave their probabilities (after this call,
+    /// which forgets any given before).
     pub fn set_teachers(&mut self, teachers: Vec<Box<Params<C>>>, alpha: f32) {
         self.teachers = teachers
             .into_iter()
