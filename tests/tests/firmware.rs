@@ -85,7 +85,8 @@ fn firmware_names_equal_host_names_makemore() {
 }
 
 /// int8 weights, read from flash a byte at a time: on every QEMU board the chip's names
-/// are the names the host samples from the same int8 file (micro, quantised here), and
+/// are the names the host samples from the same int8 file (micro, quantised here, and
+/// `data/mini-distilled.int8`, 30 KB, the mini shape taught by the makemore model), and
 /// on the M4F so are those of the best model shipped, makemore's shape distilled from
 /// three (`data/makemore-distilled.int8`, 211 KB).
 #[test]
@@ -110,8 +111,10 @@ fn firmware_names_equal_host_names_int8() {
         assert!(run.status.success(), "{}", text(&run.stderr));
         out
     };
+    let mini = root().join("data/mini-distilled.int8");
     for board in QEMU_BOARDS {
         firmware_names_equal_host_names(board, Some(&micro));
+        firmware_names_equal_host_names(board, Some(&mini));
     }
     let best = root().join("data/makemore-distilled.int8");
     firmware_names_equal_host_names("mps2-an386", Some(&best));
