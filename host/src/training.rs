@@ -487,7 +487,6 @@ fn load_teacher<C: Config>(path: &Path, vocab: &Vocab) -> Result<Teacher<C>> {
     let crc = with_config!(dims, crc_of(&file))
         .unwrap_or_else(|| Err(not_shipped("a teacher", &dims)))?;
     let same = (dims == want).then(|| params_of::<C>(&file)).transpose()?;
-    drop(file);
     Ok(Teacher { bytes, crc, same })
 }
 
