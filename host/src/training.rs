@@ -454,8 +454,9 @@ fn split_seed(opts: &TrainOptions) -> Option<i64> {
 /// student's shape. Either list of names, the project's or makemore's, takes 22 MB.
 const SOFT_TARGETS_MAX_BYTES: usize = 1_000_000_000;
 
-/// A model to learn from, checked against the model `C` that learns from it.
-struct Teacher<C: Config> {
+/// A model to learn from, as read from its file and checked against the model `C` that
+/// learns from it.
+struct TeacherFile<C: Config> {
     /// Its weight file.
     bytes: WeightBytes,
     /// The CRC-32 of its weights, which a checkpoint records.
@@ -466,7 +467,7 @@ struct Teacher<C: Config> {
 
 /// Reads a teacher: it must know the characters of these names and cut them at the
 /// same length as the model `C` (its block size); its width and depth are free.
-fn load_teacher<C: Config>(path: &Path, vocab: &Vocab) -> Result<Teacher<C>> {
+fn load_teacher<C: Config>(path: &Path, vocab: &Vocab) -> Result<TeacherFile<C>> {
     let bytes = WeightBytes::read(path)?;
     let file = bytes.model()?;
     ensure!(
@@ -487,7 +488,7 @@ fn load_teacher<C: Config>(path: &Path, vocab: &Vocab) -> Result<Teacher<C>> {
     let crc = with_config!(dims, crc_of(&file))
         .unwrap_or_else(|| Err(not_shipped("a teacher", &dims)))?;
     let same = (dims == want).then(|| params_of::<C>(&file)).transpose()?;
-    Ok(Teacher { bytes, crc, same })
+    Ok(TeacherFile { bytes, crc, same })
 }
 
 /// The CRC-32 of the weights in `file`, read as the model `T`.
