@@ -344,13 +344,19 @@ struct QuantizeArgs {
     #[arg(long)]
     out: PathBuf,
     /// The names the weights were trained on: when given, the validation loss of both
-    /// files is measured on the names that `train --seed` held out of them.
+    /// files is measured on the names that `train` held out of them (see --held-out).
     #[arg(long)]
     data: Option<PathBuf>,
     /// The seed that chose the training run's validation names: its --split-seed, or
-    /// else its --seed.
-    #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
-    seed: i64,
+    /// else its --seed (as `eval --held-out`; `--seed` is the older name).
+    #[arg(
+        long,
+        value_name = "SEED",
+        visible_alias = "seed",
+        default_value_t = 42,
+        allow_negative_numbers = true
+    )]
+    held_out: i64,
 }
 
 #[derive(Args)]
@@ -745,7 +751,7 @@ fn quantize_with<C: Config>(
     let Some(data) = data else {
         return Ok(());
     };
-    let (_, val_docs, _) = microgpt::dataset::split(&data.docs, a.seed);
+    let (_, val_docs, _) = microgpt::dataset::split(&data.docs, a.held_out);
     let names: Vec<&str> = val_docs.iter().map(String::as_str).collect();
     let int8_params = params_of::<C>(&microgpt_core::WeightFile::parse(&int8)?)?;
     let mut workers = parallel::Workers::<C>::new(parallel::cores())?;
@@ -758,7 +764,7 @@ fn quantize_with<C: Config>(
         std::io::stdout(),
         "validation loss on the {} names held out by seed {}: f32 {before:.5}, int8 {after:.5} ({:+.5})",
         names.len(),
-        a.seed,
+        a.held_out,
         after - before
     )?;
     Ok(())

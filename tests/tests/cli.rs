@@ -518,9 +518,9 @@ fn threads_beyond_the_names_change_nothing() {
 }
 
 /// `--split-seed` holds out the validation names of another seed: a run of seed 43 is
-/// scored on seed 42's names (its untrained weights score there as `quantize --seed 42`
-/// scores them), its weights still start from seed 43, and its checkpoint refuses a
-/// resume with another split.
+/// scored on seed 42's names (its untrained weights score there as `quantize --held-out
+/// 42` scores them, or `--seed 42`, its older name), its weights still start from seed
+/// 43, and its checkpoint refuses a resume with another split.
 #[test]
 fn split_seed_scores_other_seeds_on_the_same_names() {
     let dir = tempfile::tempdir().unwrap();
@@ -549,7 +549,7 @@ fn split_seed_scores_other_seeds_on_the_same_names() {
         fs::read(d.join("a.bin")).unwrap(),
         fs::read(d.join("c.bin")).unwrap()
     );
-    let scored = |seed: &str| {
+    let scored = |flag: &str, seed: &str| {
         let args = [
             "quantize",
             "--weights",
@@ -559,7 +559,7 @@ fn split_seed_scores_other_seeds_on_the_same_names() {
             "--data",
             data,
         ];
-        let out = microgpt(d, &[&args[..], &["--seed", seed]].concat());
+        let out = microgpt(d, &[&args[..], &[flag, seed]].concat());
         assert!(out.status.success(), "{}", text(&out.stderr));
         let report = text(&out.stdout);
         let f32 = report
@@ -569,7 +569,11 @@ fn split_seed_scores_other_seeds_on_the_same_names() {
         f32.unwrap_or_else(|| panic!("{report}"))
     };
     // The same loss, printed to 4 decimals by train and to 5 by quantize.
-    let (ours, held_out, own) = (val_loss(&other), scored("42"), scored("43"));
+    let (ours, held_out, own) = (
+        val_loss(&other),
+        scored("--held-out", "42"),
+        scored("--seed", "43"),
+    );
     assert!((ours - held_out).abs() < 6e-5, "{ours} against {held_out}");
     assert!((ours - own).abs() > 1e-3, "{ours} against {own}");
 
