@@ -153,7 +153,11 @@ fn sample_prints_exactly_the_names() {
 #[test]
 fn sample_fast_gives_the_exact_names_but_for_rounding() {
     let dir = tempfile::tempdir().unwrap();
-    for weights in ["data/micro.bin", "data/makemore.bin", "data/large.int8"] {
+    for weights in [
+        "data/micro.bin",
+        "data/makemore.bin",
+        "data/large-distilled.int8",
+    ] {
         let weights = root().join(weights);
         let run = |fast: &[&str], prefix: &str| {
             let args = [

@@ -87,8 +87,8 @@ fn firmware_names_equal_host_names_makemore() {
 /// int8 weights, read from flash a byte at a time: on every QEMU board the chip's names
 /// are the names the host samples from the same int8 file (micro, quantised here, and
 /// `data/mini-distilled.int8`, 30 KB, the mini shape taught by the makemore model), and
-/// on the M4F so are those of the best model shipped, makemore's shape distilled from
-/// three (`data/makemore-distilled.int8`, 211 KB).
+/// on the M4F so are those of makemore's shape distilled from three
+/// (`data/makemore-distilled.int8`, 211 KB).
 #[test]
 fn firmware_names_equal_host_names_int8() {
     if !qemu_available() {
@@ -116,15 +116,19 @@ fn firmware_names_equal_host_names_int8() {
         firmware_names_equal_host_names(board, Some(&micro));
         firmware_names_equal_host_names(board, Some(&mini));
     }
-    let best = root().join("data/makemore-distilled.int8");
-    firmware_names_equal_host_names("mps2-an386", Some(&best));
+    let distilled = root().join("data/makemore-distilled.int8");
+    firmware_names_equal_host_names("mps2-an386", Some(&distilled));
 }
 
-/// The `large` shape in int8 (`data/large.int8`, 577 KB), within the nRF52840's flash
-/// and RAM that the mps2-an386 build is given.
+/// The best model shipped, the `large` shape taught by two of makemore's, in int8
+/// (`data/large-distilled.int8`, 577 KB), within the nRF52840's flash and RAM that the
+/// mps2-an386 build is given.
 #[test]
 fn firmware_names_equal_host_names_large_int8() {
-    firmware_names_equal_host_names("mps2-an386", Some(&root().join("data/large.int8")));
+    firmware_names_equal_host_names(
+        "mps2-an386",
+        Some(&root().join("data/large-distilled.int8")),
+    );
 }
 
 /// A model of another shipped shape, with a larger vocabulary than microgpt's (29
