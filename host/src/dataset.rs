@@ -80,6 +80,20 @@ impl Dataset {
         Ok(())
     }
 
+    /// The names that [`split`] holds out under `seed`, for scoring; an error when the
+    /// list is too short to hold out any (fewer than 10 names).
+    pub fn held_out(&self, seed: i64) -> Result<Vec<String>> {
+        let val = split(&self.docs, seed).1;
+        if val.is_empty() {
+            bail!(
+                "{} has {}, too few to hold any out: validation takes 10% of the names, so it needs at least 10",
+                self.path.display(),
+                count_names(self.docs.len())
+            );
+        }
+        Ok(val)
+    }
+
     /// The longest name in characters, and how many are longer than `limit`.
     pub fn too_long(&self, limit: usize) -> (usize, &str) {
         let long = self

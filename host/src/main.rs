@@ -685,7 +685,7 @@ fn eval_with<C: Config>(
     known_to(data, file.vocab())?;
     data.warn_truncation::<C>();
     let docs = match held_out {
-        Some(seed) => microgpt::dataset::split(&data.docs, seed).1,
+        Some(seed) => data.held_out(seed)?,
         None => data.docs.clone(),
     };
     let names: Vec<&str> = docs.iter().map(String::as_str).collect();
@@ -736,9 +736,13 @@ fn quantize_with<C: Config>(
     data: Option<&Dataset>,
 ) -> Result<()> {
     let vocab = file.vocab();
-    if let Some(data) = data {
-        known_to(data, vocab)?;
-    }
+    let val_docs = match data {
+        Some(data) => {
+            known_to(data, vocab)?;
+            data.held_out(a.held_out)?
+        }
+        None => Vec::new(),
+    };
     let f32_params = params_of::<C>(file)?;
     let int8 = encode(vocab, &f32_params.weights(), Encoding::Int8)?;
     write_atomic(&a.out, &int8)?;
@@ -749,18 +753,15 @@ fn quantize_with<C: Config>(
         100.0 * int8.len() as f64 / file.byte_len() as f64,
         file.byte_len()
     );
-    let Some(data) = data else {
-        return Ok(());
-    };
-    let (_, val_docs, _) = microgpt::dataset::split(&data.docs, a.held_out);
     let names: Vec<&str> = val_docs.iter().map(String::as_str).collect();
     let int8_params = params_of::<C>(&microgpt_core::WeightFile::parse(&int8)?)?;
     let mut workers = parallel::Workers::<C>::new(parallel::cores())?;
-    let mut loss = |p: &microgpt_core::Params<C>| -> Result<f64> {
-        let (sum, rows) = workers.eval(&p.weights(), vocab, &names)?;
-        Ok(sum / rows as f64)
+    let mut loss = |p: &microgpt_core::Params<C>| {
+        parallel::mean_loss(&mut workers, &p.weights(), vocab, &names)
     };
-    let (before, after) = (loss(&f32_params)?, loss(&int8_params)?);
+    let (Some(before), Some(after)) = (loss(&f32_params)?, loss(&int8_params)?) else {
+        return Ok(());
+    };
     writeln!(
         std::io::stdout(),
         "validation loss on the {} names held out by seed {}: f32 {before:.5}, int8 {after:.5} ({:+.5})",

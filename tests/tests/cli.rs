@@ -236,6 +236,70 @@ fn eval_held_out_scores_the_validation_names() {
     }
 }
 
+/// A list too short to hold out a name (validation takes 10%) is refused with a clear
+/// error, by `eval --held-out` and by `quantize --data` before it writes anything,
+/// rather than scored as NaN; ten names hold out one.
+#[test]
+fn held_out_scoring_refuses_a_list_too_short_to_hold_any_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = root().join("data/micro.bin");
+    let weights = shipped.to_str().unwrap();
+    let data = names_file(dir.path(), 9);
+    let data = data.to_str().unwrap();
+    let eval = microgpt(
+        dir.path(),
+        &[
+            "eval",
+            "--weights",
+            weights,
+            "--data",
+            data,
+            "--held-out",
+            "42",
+        ],
+    );
+    let quantize = microgpt(
+        dir.path(),
+        &[
+            "quantize",
+            "--weights",
+            weights,
+            "--out",
+            "w.int8",
+            "--data",
+            data,
+        ],
+    );
+    for out in [&eval, &quantize] {
+        let said = text(&out.stderr);
+        assert!(!out.status.success(), "{said}");
+        assert!(
+            said.contains("has 9 names, too few to hold any out"),
+            "{said}"
+        );
+        assert!(!text(&out.stdout).contains("NaN"));
+    }
+    assert!(!dir.path().join("w.int8").exists());
+
+    names_file(dir.path(), 10);
+    let eval = microgpt(
+        dir.path(),
+        &[
+            "eval",
+            "--weights",
+            weights,
+            "--data",
+            data,
+            "--held-out",
+            "42",
+        ],
+    );
+    assert!(eval.status.success(), "{}", text(&eval.stderr));
+    assert!(text(&eval.stderr).contains("1 name held out by seed 42"));
+    let loss: f64 = text(&eval.stdout).trim().parse().unwrap();
+    assert!(loss.is_finite() && loss > 0.0, "{loss}");
+}
+
 /// int8 weights: a quarter of the size, read by `sample`, `eval` and `export`, and
 /// within a stated loss of their f32 source on the names held out in training.
 #[test]
