@@ -13,8 +13,13 @@ fi
 shift 2
 # TARGET (the Rust target) and RUNNER (what `cargo run` runs the ELF with).
 source "boards/$board/board.env"
+# Panic messages name source files; written relative to this checkout and to cargo's
+# registry, they make the same bytes wherever the repository and cargo live.
+root=$(cd .. && pwd)
+registry="${CARGO_HOME:-$HOME/.cargo}/registry/src"
 args=(--release --no-default-features --features "$board" --target "$TARGET" --target-dir "target/$board"
-  --config "target.$TARGET.runner='$RUNNER'")
+  --config "target.$TARGET.runner='$RUNNER'"
+  --config "build.rustflags=['--remap-path-prefix=$root/=', '--remap-path-prefix=$registry/=']")
 case "$cmd" in
   build) cargo build "${args[@]}" "$@" && echo "target/$board/$TARGET/release/microgpt-firmware" ;;
   run) cargo run "${args[@]}" "$@" ;;
