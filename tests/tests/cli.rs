@@ -246,9 +246,8 @@ fn held_out_scoring_refuses_a_list_too_short_to_hold_any_out() {
     let weights = shipped.to_str().unwrap();
     let data = names_file(dir.path(), 9);
     let data = data.to_str().unwrap();
-    let eval = microgpt(
-        dir.path(),
-        &[
+    let eval = || {
+        let args = [
             "eval",
             "--weights",
             weights,
@@ -256,21 +255,20 @@ fn held_out_scoring_refuses_a_list_too_short_to_hold_any_out() {
             data,
             "--held-out",
             "42",
-        ],
-    );
-    let quantize = microgpt(
-        dir.path(),
-        &[
-            "quantize",
-            "--weights",
-            weights,
-            "--out",
-            "w.int8",
-            "--data",
-            data,
-        ],
-    );
-    for out in [&eval, &quantize] {
+        ];
+        microgpt(dir.path(), &args)
+    };
+    let args = [
+        "quantize",
+        "--weights",
+        weights,
+        "--out",
+        "w.int8",
+        "--data",
+        data,
+    ];
+    let quantize = microgpt(dir.path(), &args);
+    for out in [&eval(), &quantize] {
         let said = text(&out.stderr);
         assert!(!out.status.success(), "{said}");
         assert!(
@@ -282,21 +280,10 @@ fn held_out_scoring_refuses_a_list_too_short_to_hold_any_out() {
     assert!(!dir.path().join("w.int8").exists());
 
     names_file(dir.path(), 10);
-    let eval = microgpt(
-        dir.path(),
-        &[
-            "eval",
-            "--weights",
-            weights,
-            "--data",
-            data,
-            "--held-out",
-            "42",
-        ],
-    );
-    assert!(eval.status.success(), "{}", text(&eval.stderr));
-    assert!(text(&eval.stderr).contains("1 name held out by seed 42"));
-    let loss: f64 = text(&eval.stdout).trim().parse().unwrap();
+    let out = eval();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("1 name held out by seed 42"));
+    let loss: f64 = text(&out.stdout).trim().parse().unwrap();
     assert!(loss.is_finite() && loss > 0.0, "{loss}");
 }
 
