@@ -328,7 +328,9 @@ struct EvalArgs {
     data: PathBuf,
     /// Score only the names that `train` held out of --data for validation with this
     /// seed (its --split-seed, or else its --seed): the validation loss that `train`
-    /// printed. Without it, every name of --data is scored.
+    /// printed. That is the last 1000 names after the seed's shuffle, or 10% of a list
+    /// under 10,000 (so it needs 10 names at least). Without it, every name of --data
+    /// is scored.
     #[arg(long, value_name = "SEED", allow_negative_numbers = true)]
     held_out: Option<i64>,
     /// Threads [default: the number of cores].
