@@ -133,7 +133,7 @@ struct TrainArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// Peak learning rate of Adam.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
     lr: f64,
     /// How the learning rate falls after the warmup: to 0 linearly (microgpt) or
     /// along a cosine.
@@ -143,17 +143,22 @@ struct TrainArgs {
     #[arg(long, default_value_t = 0, value_name = "STEPS")]
     warmup: usize,
     /// Decoupled weight decay (AdamW).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     weight_decay: f64,
     /// Scale each gradient down to at most this norm.
-    #[arg(long, value_name = "NORM")]
+    #[arg(long, value_name = "NORM", allow_negative_numbers = true)]
     clip: Option<f64>,
     /// Dropout rate of every block's attention and MLP outputs, in training.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     dropout: f32,
     /// Probability of dropping a position's token embedding in training: the model
     /// then sees only where it is in the name, and must guess from the other letters.
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "P",
+        allow_negative_numbers = true
+    )]
     token_dropout: f32,
     /// Shuffle the training names anew for every pass over them after the first
     /// (microgpt takes them in the same order every time).
@@ -176,14 +181,15 @@ struct TrainArgs {
         long,
         value_name = "ALPHA",
         default_value_t = 0.5,
-        requires = "teacher"
+        requires = "teacher",
+        allow_negative_numbers = true
     )]
     distill: f32,
     /// Adam's first-moment decay (microgpt: 0.85).
-    #[arg(long, default_value_t = 0.85)]
+    #[arg(long, default_value_t = 0.85, allow_negative_numbers = true)]
     beta1: f64,
     /// Adam's second-moment decay (microgpt: 0.99).
-    #[arg(long, default_value_t = 0.99)]
+    #[arg(long, default_value_t = 0.99, allow_negative_numbers = true)]
     beta2: f64,
     /// Where to write the weights; a checkpoint goes to <OUT>.ckpt beside them.
     #[arg(long, default_value = "microgpt.bin")]
@@ -207,7 +213,7 @@ struct TrainArgs {
     checkpoint_every: usize,
     /// Write the checkpoint also after this many minutes of wall time since the last
     /// one (0: never by time).
-    #[arg(long, default_value_t = CheckpointPolicy::DEFAULT_MINUTES, value_name = "MINUTES")]
+    #[arg(long, default_value_t = CheckpointPolicy::DEFAULT_MINUTES, value_name = "MINUTES", allow_negative_numbers = true)]
     checkpoint_minutes: f64,
     /// The kernels: `simd` (fast), or `scalar`, the core's, whose bits the training
     /// firmware has (with --threads 1, the weights' CRC then equals the chip's).
@@ -305,7 +311,12 @@ struct SampleArgs {
     top_k: usize,
     /// Draw only among the fewest likeliest characters whose probabilities add up to P
     /// (nucleus sampling); 1 keeps them all (microgpt).
-    #[arg(long, default_value_t = 1.0, value_name = "P")]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        value_name = "P",
+        allow_negative_numbers = true
+    )]
     top_p: f32,
     /// Mark each name `new` or `in train` after a tab, against this training list (as
     /// makemore does), and count the new ones on stderr.

@@ -737,7 +737,14 @@ fn bad_input_gets_a_clear_message() {
     train_small(d, &["--out", "w.bin"]);
     let err = fails(d, &["train", "--data", "names.txt", "--batch", "99"]);
     assert!(err.contains("--batch must be between 1 and 32"), "{err}");
-    for (option, rate) in [("--dropout", "1"), ("--token-dropout", "1.5")] {
+    // Negative numbers reach the options' own checks rather than reading as flags.
+    let err = fails(d, &["train", "--data", "names.txt", "--lr", "-1"]);
+    assert!(err.contains("--lr must be a positive number"), "{err}");
+    for (option, rate) in [
+        ("--dropout", "1"),
+        ("--token-dropout", "1.5"),
+        ("--dropout", "-0.1"),
+    ] {
         let err = fails(d, &["train", "--data", "names.txt", option, rate]);
         assert!(
             err.contains(&format!("{option} must be in [0, 1)")),
