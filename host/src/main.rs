@@ -213,7 +213,12 @@ struct TrainArgs {
     checkpoint_every: usize,
     /// Write the checkpoint also after this many minutes of wall time since the last
     /// one (0: never by time).
-    #[arg(long, default_value_t = CheckpointPolicy::DEFAULT_MINUTES, value_name = "MINUTES", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = CheckpointPolicy::DEFAULT_MINUTES,
+        value_name = "MINUTES",
+        allow_negative_numbers = true
+    )]
     checkpoint_minutes: f64,
     /// The kernels: `simd` (fast), or `scalar`, the core's, whose bits the training
     /// firmware has (with --threads 1, the weights' CRC then equals the chip's).
