@@ -754,13 +754,13 @@ fn quantize_with<C: Config>(
     data: Option<&Dataset>,
 ) -> Result<()> {
     let vocab = file.vocab();
-    let val_docs = match data {
-        Some(data) => {
+    // The names are checked before anything is written.
+    let val_docs = data
+        .map(|data| {
             known_to(data, vocab)?;
-            data.held_out(a.held_out)?
-        }
-        None => Vec::new(),
-    };
+            data.held_out(a.held_out)
+        })
+        .transpose()?;
     let f32_params = params_of::<C>(file)?;
     let int8 = encode(vocab, &f32_params.weights(), Encoding::Int8)?;
     write_atomic(&a.out, &int8)?;
@@ -771,6 +771,9 @@ fn quantize_with<C: Config>(
         100.0 * int8.len() as f64 / file.byte_len() as f64,
         file.byte_len()
     );
+    let Some(val_docs) = val_docs else {
+        return Ok(());
+    };
     let names: Vec<&str> = val_docs.iter().map(String::as_str).collect();
     let int8_params = params_of::<C>(&microgpt_core::WeightFile::parse(&int8)?)?;
     let mut workers = parallel::Workers::<C>::new(parallel::cores())?;
